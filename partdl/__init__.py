@@ -1,0 +1,114 @@
+"""partdl: parallel, resumable, verified downloads of one large object.
+
+>>> import oss2, partdl
+>>> bucket = oss2.Bucket(oss2.Auth(ak, sk), endpoint, "my-bucket")
+>>> partdl.download_file(bucket, "datasets/big.tar", "big.tar",
+...                      part_size=8 * 1024 * 1024, task_num=8)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from .backend import Backend, RangeBody
+from .backends import open_backend
+from .control import Control, ControlAction
+from .crc import ChecksumAlgorithm
+from .engine import DEFAULT_CHUNK_SIZE, DEFAULT_TASK_NUM, ProgressCallback, download
+from .errors import (
+    AccessDeniedError,
+    DownloadCancelledError,
+    DownloadInterruptedError,
+    DownloadLockedError,
+    DownloadPausedError,
+    IntegrityError,
+    InvalidArgumentError,
+    LocalFileError,
+    NotFoundError,
+    ObjectChangedError,
+    PartdlError,
+    TransferError,
+)
+from .model import Checksum, DownloadResult, ObjectStat
+from .plan import DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE
+from .retry import RetryPolicy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_PART_SIZE",
+    "DEFAULT_TASK_NUM",
+    "MAX_PART_SIZE",
+    "MIN_PART_SIZE",
+    "AccessDeniedError",
+    "Backend",
+    "Checksum",
+    "ChecksumAlgorithm",
+    "Control",
+    "ControlAction",
+    "DownloadCancelledError",
+    "DownloadInterruptedError",
+    "DownloadLockedError",
+    "DownloadPausedError",
+    "DownloadResult",
+    "IntegrityError",
+    "InvalidArgumentError",
+    "LocalFileError",
+    "NotFoundError",
+    "ObjectChangedError",
+    "ObjectStat",
+    "PartdlError",
+    "RangeBody",
+    "RetryPolicy",
+    "TransferError",
+    "__version__",
+    "download",
+    "download_file",
+]
+
+
+def download_file(
+    bucket: Any,
+    key: str,
+    path: str | os.PathLike[str],
+    part_size: int | None = None,
+    task_num: int = DEFAULT_TASK_NUM,
+    checkpoint: bool = True,
+    *,
+    checkpoint_file: str | os.PathLike[str] | None = None,
+    progress_callback: ProgressCallback | None = None,
+    version_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    retry: RetryPolicy | None = None,
+    control: Control | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> DownloadResult:
+    """Download ``key`` from ``bucket`` to ``path`` in parallel ranges, resumably.
+
+    ``bucket`` is an ``oss2.Bucket``. ``part_size`` (100 KB to 5 GB; chosen from the
+    object size when None) and ``task_num`` (parallel GETs) shape the transfer. With
+    ``checkpoint`` a ``<path>.dcp`` file (or ``checkpoint_file``) records finished
+    parts, so running the same call again after any interruption fetches only what is
+    missing. ``progress_callback(consumed_bytes, total_bytes)`` is called from the
+    calling thread. ``headers`` are sent with every request (request payer, traffic
+    limit, ...). The destination is replaced only once the whole file is in place and
+    its checksum matches the server's.
+
+    Raises a :class:`PartdlError` subclass on failure; bad arguments raise
+    :class:`InvalidArgumentError`, which is also a ``ValueError``.
+    """
+    backend = open_backend(bucket, key, version_id=version_id, headers=headers)
+    return download(
+        backend,
+        path,
+        part_size=part_size,
+        task_num=task_num,
+        checkpoint=checkpoint,
+        checkpoint_file=checkpoint_file,
+        progress_callback=progress_callback,
+        retry=retry,
+        control=control,
+        chunk_size=chunk_size,
+    )

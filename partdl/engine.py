@@ -1,0 +1,483 @@
+"""The orchestrator: one HEAD, a plan, a pool of workers, a checkpoint, one rename.
+
+Only this module touches the thread pool. It alone owns the checkpoint and the
+list of finished parts, so neither needs a lock; workers report back through
+futures carrying :class:`PartDone` values.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from . import checkpoint as codec
+from . import files
+from .backend import Backend
+from .control import Control, ControlAction
+from .crc import ChecksumAlgorithm, combine_all, updater
+from .errors import (
+    DownloadCancelledError,
+    DownloadPausedError,
+    IntegrityError,
+    InvalidArgumentError,
+    LocalFileError,
+    ObjectChangedDuringRead,
+    ObjectChangedError,
+)
+from .model import Checksum, DownloadResult, ObjectStat
+from .plan import MiB, Part, choose_part_size, plan_parts, validate_part_size, validate_task_num
+from .retry import RetryPolicy
+from .worker import PartDone, PartWorker, Progress
+
+logger = logging.getLogger("partdl")
+
+ProgressCallback = Callable[[int, int], object]
+
+DEFAULT_TASK_NUM = 8
+DEFAULT_CHUNK_SIZE = 1 * MiB
+MIN_CHUNK_SIZE = 4096
+# A changed ETag restarts the download from scratch at most this many times.
+MAX_RESTARTS = 3
+# How often the orchestrator wakes to report progress and look at its Control.
+_TICK = 0.1
+# A checkpoint larger than this is not one partdl wrote (100,000 parts take ~3 MB).
+_CHECKPOINT_READ_LIMIT = 256 * MiB
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The validated knobs of one ``download`` call."""
+
+    destination: str
+    part_size: int | None
+    task_num: int
+    checkpoint_path: str | None
+    progress_callback: ProgressCallback | None
+    retry: RetryPolicy
+    control: Control | None
+    chunk_size: int
+
+
+@dataclass(slots=True)
+class _Job:
+    """One temp file being filled for one version of the object."""
+
+    stat: ObjectStat
+    parts: tuple[Part, ...]
+    fd: int
+    temp_path: str
+    checkpoint: files.CheckpointFile | None
+    done: dict[int, int] = field(default_factory=dict)
+    reused: int = 0
+    fetched: int = 0
+
+    @property
+    def part_size(self) -> int:
+        return self.parts[0].size if self.parts else 0
+
+    def record(self, result: PartDone) -> None:
+        self.done[result.index] = result.crc
+        if result.fetched:
+            self.fetched += 1
+        if self.checkpoint is not None:
+            self.checkpoint.record(result.index, result.crc)
+            self.checkpoint.maybe_flush()
+
+    def suspend(self) -> None:
+        """Stop for now: keep what a later run can resume, remove what it cannot."""
+        os.close(self.fd)
+        if self.checkpoint is None:
+            files.remove_quietly(self.temp_path)
+            return
+        try:
+            self.checkpoint.flush(durable=True)
+        except LocalFileError:
+            logger.exception("could not save the checkpoint %s", self.checkpoint.path)
+
+    def discard(self) -> None:
+        os.close(self.fd)
+        files.remove_quietly(self.temp_path)
+        if self.checkpoint is not None:
+            self.checkpoint.delete()
+
+    def commit(self, destination: str) -> None:
+        try:
+            os.fsync(self.fd)
+            os.close(self.fd)
+            os.replace(self.temp_path, destination)
+        except OSError as exc:
+            raise files.local_error(exc, destination, "move the download into") from exc
+        files.fsync_directory(os.path.dirname(destination))
+        if self.checkpoint is not None:
+            self.checkpoint.delete()
+
+
+def _check_destination(path: str | os.PathLike[str]) -> str:
+    destination = os.path.abspath(os.fspath(path))
+    if os.path.isdir(destination):
+        raise InvalidArgumentError(f"destination {destination} is a directory")
+    parent = os.path.dirname(destination)
+    if not os.path.isdir(parent):
+        raise InvalidArgumentError(f"directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise LocalFileError(errno.EACCES, f"cannot write to directory {parent}")
+    return destination
+
+
+def make_options(
+    path: str | os.PathLike[str],
+    *,
+    part_size: int | None,
+    task_num: int,
+    checkpoint: bool,
+    checkpoint_file: str | os.PathLike[str] | None,
+    progress_callback: ProgressCallback | None,
+    retry: RetryPolicy | None,
+    control: Control | None,
+    chunk_size: int,
+) -> Options:
+    """Validate every argument before anything touches the network or the disk."""
+    validate_task_num(task_num)
+    if part_size is not None:
+        validate_part_size(part_size)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
+        raise InvalidArgumentError("chunk_size must be an int")
+    if chunk_size < MIN_CHUNK_SIZE:
+        raise InvalidArgumentError(f"chunk_size must be at least {MIN_CHUNK_SIZE} bytes")
+    destination = _check_destination(path)
+    checkpoint_path = None
+    if checkpoint:
+        checkpoint_path = os.path.abspath(
+            os.fspath(checkpoint_file) if checkpoint_file else destination + ".dcp"
+        )
+        if checkpoint_path == destination:
+            raise InvalidArgumentError("the checkpoint file cannot be the destination")
+    return Options(
+        destination=destination,
+        part_size=part_size,
+        task_num=task_num,
+        checkpoint_path=checkpoint_path,
+        progress_callback=progress_callback,
+        retry=retry if retry is not None else RetryPolicy(),
+        control=control,
+        chunk_size=chunk_size,
+    )
+
+
+class _Reporter:
+    """Calls the user's progress callback from the orchestrator thread, on change only."""
+
+    def __init__(self, callback: ProgressCallback | None, progress: Progress) -> None:
+        self._callback = callback
+        self._progress = progress
+        self._last = -1
+        self.total = 0
+
+    def report(self, *, force: bool = False) -> None:
+        value = self._progress.value
+        if self._callback is not None and (force or value != self._last):
+            self._last = value
+            self._callback(value, self.total)
+
+
+class Downloader:
+    """Runs one ``download`` call: restarts, resume, verification, commit."""
+
+    def __init__(self, backend: Backend, options: Options) -> None:
+        self._backend = backend
+        self._options = options
+        self._stop = threading.Event()
+        self._progress = Progress()
+        self._reporter = _Reporter(options.progress_callback, self._progress)
+
+    def run(self) -> DownloadResult:
+        options = self._options
+        with (
+            files.DestinationLock(options.destination),
+            ThreadPoolExecutor(options.task_num, thread_name_prefix="partdl") as pool,
+        ):
+            return self._run(pool)
+
+    def _run(self, pool: ThreadPoolExecutor) -> DownloadResult:
+        stat = self._backend.stat()
+        restarts = integrity_failures = 0
+        while True:
+            job = self._open(pool, stat)
+            try:
+                checksum = self._fetch(pool, job)
+            except ObjectChangedDuringRead as exc:
+                job.discard()
+                restarts += 1
+                if restarts > MAX_RESTARTS:
+                    raise ObjectChangedError(
+                        f"{self._backend.source} changed {restarts} times during the download"
+                    ) from exc
+                logger.warning(
+                    "%s changed during the download; starting over", self._backend.source
+                )
+                stat = self._backend.stat()
+                continue
+            except _Cancelled:
+                job.discard()
+                raise DownloadCancelledError("download cancelled") from None
+            except BaseException:
+                job.suspend()
+                raise
+            if stat.checksum is not None and checksum.value != stat.checksum.value:
+                job.discard()
+                integrity_failures += 1
+                message = (
+                    f"{self._backend.source}: computed {checksum.algorithm.value} "
+                    f"{checksum.value} but the server published {stat.checksum.value}"
+                )
+                if integrity_failures > 1:
+                    raise IntegrityError(message)
+                logger.warning("%s; downloading once more from scratch", message)
+                restarts += 1
+                stat = self._backend.stat()
+                continue
+            job.commit(self._options.destination)
+            self._reporter.report(force=True)
+            return self._result(job, checksum, restarts)
+
+    def _result(self, job: _Job, checksum: Checksum, restarts: int) -> DownloadResult:
+        is_crc64 = checksum.algorithm is ChecksumAlgorithm.CRC64XZ
+        return DownloadResult(
+            path=self._options.destination,
+            size=job.stat.size,
+            etag=job.stat.etag,
+            crc64=checksum.value if is_crc64 else None,
+            checksum=checksum,
+            verified=job.stat.checksum is not None,
+            parts_total=len(job.parts),
+            parts_fetched=job.fetched,
+            parts_reused=job.reused,
+            restarts=restarts,
+        )
+
+    # -- opening a job: resume from a checkpoint, or start fresh ---------------------
+
+    def _open(self, pool: ThreadPoolExecutor, stat: ObjectStat) -> _Job:
+        self._stop.clear()
+        self._reporter.total = stat.size
+        self._progress.reset()
+        job = self._resume(pool, stat) if self._options.checkpoint_path else None
+        return job if job is not None else self._fresh(stat)
+
+    def _fresh(self, stat: ObjectStat) -> _Job:
+        destination = self._options.destination
+        part_size = choose_part_size(stat.size, self._options.part_size)
+        temp_path = files.new_temp_path(destination)
+        fd = files.create_temp(temp_path, stat.size)
+        checkpoint = None
+        if self._options.checkpoint_path is not None:
+            base = codec.Checkpoint(
+                source=self._backend.source,
+                destination=destination,
+                temp_path=temp_path,
+                stat=stat,
+                part_size=part_size,
+            )
+            checkpoint = files.CheckpointFile(self._options.checkpoint_path, base)
+            try:
+                # Written before the first byte so a crash never orphans the temp file.
+                checkpoint.flush()
+            except LocalFileError:
+                os.close(fd)
+                files.remove_quietly(temp_path)
+                raise
+        logger.info("downloading %s (%d bytes) to %s", self._backend.source, stat.size, destination)
+        return _Job(stat, plan_parts(stat.size, part_size), fd, temp_path, checkpoint)
+
+    def _load_checkpoint(self, path: str) -> codec.Checkpoint | None:
+        data = files.read_small(path, _CHECKPOINT_READ_LIMIT)
+        if data is None:
+            return None
+        try:
+            return codec.decode(data)
+        except codec.CheckpointInvalid as exc:
+            logger.warning("ignoring checkpoint %s: %s", path, exc)
+            files.remove_quietly(path)
+            return None
+
+    def _mismatch(self, saved: codec.Checkpoint, stat: ObjectStat) -> str | None:
+        destination = self._options.destination
+        if saved.source != self._backend.source or saved.destination != destination:
+            return "it belongs to another download"
+        if saved.stat != stat:
+            return "the object changed since it was written"
+        requested = self._options.part_size
+        if requested is not None and requested != saved.part_size:
+            return f"its part size {saved.part_size} differs from the requested {requested}"
+        return None
+
+    def _resume(self, pool: ThreadPoolExecutor, stat: ObjectStat) -> _Job | None:
+        path = self._options.checkpoint_path
+        assert path is not None
+        saved = self._load_checkpoint(path)
+        if saved is None:
+            return None
+        # The temp path comes from an untrusted file: only ever touch names partdl makes.
+        ours = files.is_temp_for(self._options.destination, saved.temp_path)
+        reason = self._mismatch(saved, stat) or (None if ours else "its temp path is not ours")
+        fd = files.open_temp(saved.temp_path, stat.size) if reason is None else None
+        if fd is None:
+            logger.info(
+                "starting over: checkpoint %s unusable (%s)", path, reason or "no temp file"
+            )
+            if ours:
+                files.remove_quietly(saved.temp_path)
+            files.remove_quietly(path)
+            return None
+        parts = plan_parts(stat.size, saved.part_size)
+        job = _Job(stat, parts, fd, saved.temp_path, files.CheckpointFile(path, saved))
+        self._verify(pool, job, saved.parts)
+        logger.info("resuming %s: %d of %d parts verified on disk", path, job.reused, len(parts))
+        return job
+
+    def _verify(self, pool: ThreadPoolExecutor, job: _Job, recorded: Mapping[int, int]) -> None:
+        """Re-read recorded parts; keep those whose bytes still match their CRC."""
+        worker = self._worker(job)
+        checks = ((job.parts[index], crc) for index, crc in sorted(recorded.items()))
+        verified: dict[int, int] = {}
+
+        def keep(result: PartDone | None) -> None:
+            if result is not None:
+                verified[result.index] = result.crc
+
+        try:
+            self._map(pool, lambda item: worker.verify(*item), checks, keep)
+        except _Cancelled:
+            job.discard()
+            raise DownloadCancelledError("download cancelled") from None
+        except BaseException:
+            os.close(job.fd)
+            raise
+        job.done = verified
+        job.reused = len(verified)
+        stale = len(recorded) - len(verified)
+        if stale and job.checkpoint is not None:
+            logger.warning("%d recorded parts failed verification and will be fetched again", stale)
+            job.checkpoint = files.CheckpointFile(
+                job.checkpoint.path, _with_parts(job.checkpoint, verified)
+            )
+
+    # -- fetching ---------------------------------------------------------------------
+
+    def _worker(self, job: _Job) -> PartWorker:
+        algorithm = codec.part_algorithm(job.stat)
+        return PartWorker(
+            backend=self._backend,
+            stat=job.stat,
+            fd=job.fd,
+            temp_path=job.temp_path,
+            update=updater(algorithm),
+            retry=self._options.retry,
+            chunk_size=self._options.chunk_size,
+            stop=self._stop,
+            progress=self._progress,
+        )
+
+    def _fetch(self, pool: ThreadPoolExecutor, job: _Job) -> Checksum:
+        worker = self._worker(job)
+        missing = [part for part in job.parts if part.index not in job.done]
+        self._reporter.report(force=True)
+        self._map(pool, worker.fetch, missing, job.record)
+        algorithm = codec.part_algorithm(job.stat)
+        value = combine_all(algorithm, ((job.done[p.index], p.size) for p in job.parts))
+        return Checksum(algorithm, value)
+
+    def _map(
+        self,
+        pool: ThreadPoolExecutor,
+        fn: Callable[[T], R],
+        items: Iterable[T],
+        consume: Callable[[R], None],
+    ) -> None:
+        """Run ``fn`` over ``items`` on the pool and hand each result to ``consume``.
+
+        A bounded window of futures (twice the pool) keeps memory flat at 100,000
+        parts. On any error, including one from ``consume`` or a Control request, the
+        stop event is set and every running task is waited for before it propagates.
+        """
+        todo = iter(items)
+        pending: set[Future[R]] = {
+            pool.submit(fn, item) for item in itertools.islice(todo, 2 * self._options.task_num)
+        }
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=_TICK, return_when=FIRST_COMPLETED)
+                for future in done:
+                    consume(future.result())
+                    for item in itertools.islice(todo, 1):
+                        pending.add(pool.submit(fn, item))
+                self._reporter.report()
+                self._check_control()
+        finally:
+            if pending:
+                self._stop.set()
+                for future in pending:
+                    future.cancel()
+                wait(pending)
+
+    def _check_control(self) -> None:
+        control = self._options.control
+        if control is None or control.action is None:
+            return
+        if control.action is ControlAction.CANCEL:
+            raise _Cancelled
+        raise DownloadPausedError("download paused; call again to resume")
+
+
+class _Cancelled(Exception):
+    """Internal: the Control asked to cancel; the job is discarded, not suspended."""
+
+
+def _with_parts(checkpoint: files.CheckpointFile, parts: dict[int, int]) -> codec.Checkpoint:
+    base = checkpoint.base
+    return codec.Checkpoint(
+        source=base.source,
+        destination=base.destination,
+        temp_path=base.temp_path,
+        stat=base.stat,
+        part_size=base.part_size,
+        parts=parts,
+    )
+
+
+def download(
+    backend: Backend,
+    path: str | os.PathLike[str],
+    *,
+    part_size: int | None = None,
+    task_num: int = DEFAULT_TASK_NUM,
+    checkpoint: bool = True,
+    checkpoint_file: str | os.PathLike[str] | None = None,
+    progress_callback: ProgressCallback | None = None,
+    retry: RetryPolicy | None = None,
+    control: Control | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> DownloadResult:
+    """Download the object ``backend`` names to ``path``; see :func:`partdl.download_file`."""
+    options = make_options(
+        path,
+        part_size=part_size,
+        task_num=task_num,
+        checkpoint=checkpoint,
+        checkpoint_file=checkpoint_file,
+        progress_callback=progress_callback,
+        retry=retry,
+        control=control,
+        chunk_size=chunk_size,
+    )
+    return Downloader(backend, options).run()

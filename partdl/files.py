@@ -1,0 +1,241 @@
+"""Local files: the preallocated temp file, the atomic checkpoint, the final rename.
+
+Every file partdl creates is mode 0600 and opened with ``O_NOFOLLOW`` so that a
+symlink planted at a predictable name cannot redirect writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import re
+import secrets
+import stat
+import time
+
+from . import checkpoint as codec
+from .errors import DownloadLockedError, LocalFileError
+
+logger = logging.getLogger("partdl")
+
+_TEMP_SUFFIX = re.compile(r"\.partdl-[0-9a-f]{8}\.tmp")
+_CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+# A checkpoint rewrite may take at most this share of the time between rewrites, so
+# its cost stays bounded (about 5%) however many parts it lists.
+_FLUSH_COST_RATIO = 20.0
+
+
+def local_error(exc: OSError, path: str, action: str) -> LocalFileError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return LocalFileError(exc.errno or 0, f"cannot {action} {path}: {reason}")
+
+
+def new_temp_path(destination: str) -> str:
+    return f"{destination}.partdl-{secrets.token_hex(4)}.tmp"
+
+
+def is_temp_for(destination: str, temp_path: str) -> bool:
+    """Whether ``temp_path`` is a name partdl could have chosen for ``destination``."""
+    if not temp_path.startswith(destination):
+        return False
+    return _TEMP_SUFFIX.fullmatch(temp_path[len(destination) :]) is not None
+
+
+def create_temp(path: str, size: int) -> int:
+    """Create ``path`` exclusively and reserve ``size`` bytes; return its descriptor."""
+    try:
+        fd = os.open(path, _CREATE_FLAGS, 0o600)
+    except OSError as exc:
+        raise local_error(exc, path, "create") from exc
+    try:
+        _preallocate(fd, size)
+    except OSError as exc:
+        os.close(fd)
+        remove_quietly(path)
+        raise local_error(exc, path, "reserve space for") from exc
+    return fd
+
+
+def _preallocate(fd: int, size: int) -> None:
+    if size == 0:
+        return
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is not None:
+        try:
+            fallocate(fd, 0, size)
+            return
+        except OSError as exc:
+            # Some file systems cannot reserve blocks; a sparse file still works.
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+    os.ftruncate(fd, size)
+
+
+def open_temp(path: str, size: int) -> int | None:
+    """Reopen an existing temp file for resuming, or None if it is unusable."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size != size:
+        os.close(fd)
+        return None
+    return fd
+
+
+def remove_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def fsync_directory(path: str) -> None:
+    """Make a rename in ``path`` durable; some file systems refuse, which is harmless."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, data: bytes, *, durable: bool) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new bytes.
+
+    ``durable`` adds an fsync; a crash of the process alone never needs it, and the
+    resume path re-verifies every part, so it is reserved for the moments a run ends.
+    """
+    staging = f"{path}.{secrets.token_hex(4)}.new"
+    try:
+        fd = os.open(staging, _CREATE_FLAGS & ~os.O_RDWR | os.O_WRONLY, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(staging, path)
+    except OSError as exc:
+        remove_quietly(staging)
+        raise local_error(exc, path, "write checkpoint") from exc
+
+
+def read_small(path: str, limit: int) -> bytes | None:
+    """Read a file of at most ``limit`` bytes without following a symlink."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        if os.fstat(fd).st_size > limit:
+            return None
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+class CheckpointFile:
+    """The on-disk checkpoint of one run, rewritten in batches.
+
+    Owned by the orchestrator thread alone, so it needs no lock.
+    """
+
+    def __init__(self, path: str, base: codec.Checkpoint) -> None:
+        self.path = path
+        self._base = base
+        self._parts: dict[int, int] = dict(base.parts)
+        self._dirty = False
+        self._last_end = 0.0
+        self._last_cost = 0.0
+
+    @property
+    def base(self) -> codec.Checkpoint:
+        return self._base
+
+    @property
+    def parts(self) -> dict[int, int]:
+        return self._parts
+
+    def record(self, index: int, crc: int) -> None:
+        self._parts[index] = crc
+        self._dirty = True
+
+    def maybe_flush(self) -> None:
+        """Flush unless the last rewrite was recent compared with what it cost."""
+        if self._dirty and time.monotonic() - self._last_end >= _FLUSH_COST_RATIO * self._last_cost:
+            self.flush()
+
+    def flush(self, *, durable: bool = False) -> None:
+        started = time.monotonic()
+        snapshot = codec.Checkpoint(
+            source=self._base.source,
+            destination=self._base.destination,
+            temp_path=self._base.temp_path,
+            stat=self._base.stat,
+            part_size=self._base.part_size,
+            parts=self._parts,
+        )
+        atomic_write(self.path, codec.encode(snapshot), durable=durable)
+        self._dirty = False
+        self._last_end = time.monotonic()
+        self._last_cost = self._last_end - started
+
+    def delete(self) -> None:
+        remove_quietly(self.path)
+
+
+class DestinationLock:
+    """An exclusive OS lock (``flock``) held for the whole of one download.
+
+    It lives on ``<destination>.partdl.lock`` because the destination and the
+    checkpoint are replaced by rename, which would leave a lock on a dead inode. The
+    kernel drops the lock when the process dies, so a crash never wedges a rerun.
+    """
+
+    def __init__(self, destination: str) -> None:
+        self.path = destination + ".partdl.lock"
+        self._fd = -1
+
+    def __enter__(self) -> DestinationLock:
+        while True:
+            try:
+                fd = os.open(
+                    self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+                )
+            except OSError as exc:
+                raise local_error(exc, self.path, "create the lock file") from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise DownloadLockedError(
+                    f"another partdl process is downloading to {self.path[: -len('.partdl.lock')]}"
+                ) from None
+            # The previous holder unlinks the file as it leaves; if that happened
+            # between our open and our flock, we hold a lock nobody else will see.
+            if self._is_current(fd):
+                self._fd = fd
+                return self
+            os.close(fd)
+
+    def _is_current(self, fd: int) -> bool:
+        try:
+            return os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
+
+    def __exit__(self, *exc_info: object) -> None:
+        remove_quietly(self.path)
+        os.close(self._fd)

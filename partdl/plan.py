@@ -1,0 +1,69 @@
+"""Pure planning: how an object of ``size`` bytes is cut into ranged GETs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import InvalidArgumentError
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+MIN_PART_SIZE = 100 * KiB
+MAX_PART_SIZE = 5 * GiB
+DEFAULT_PART_SIZE = 8 * MiB
+# Auto part sizes grow so that a plan never exceeds this many parts; it keeps the
+# checkpoint small and per-request latency amortised on huge objects.
+MAX_AUTO_PARTS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One byte range ``[start, end)`` of the object; ``index`` counts from 0."""
+
+    index: int
+    start: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+def validate_part_size(part_size: int) -> int:
+    if isinstance(part_size, bool) or not isinstance(part_size, int):
+        raise InvalidArgumentError(f"part_size must be an int, not {type(part_size).__name__}")
+    if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
+        raise InvalidArgumentError(
+            f"part_size must be between {MIN_PART_SIZE:,} bytes (100 KB) and "
+            f"{MAX_PART_SIZE:,} bytes (5 GB), got {part_size:,}"
+        )
+    return part_size
+
+
+def validate_task_num(task_num: int) -> int:
+    if isinstance(task_num, bool) or not isinstance(task_num, int) or task_num < 1:
+        raise InvalidArgumentError(f"task_num must be an int of at least 1, got {task_num!r}")
+    return task_num
+
+
+def choose_part_size(size: int, part_size: int | None = None) -> int:
+    """The requested part size, validated, or an automatic one for ``size``."""
+    if part_size is not None:
+        return validate_part_size(part_size)
+    chosen = DEFAULT_PART_SIZE
+    while chosen * MAX_AUTO_PARTS < size and chosen < MAX_PART_SIZE:
+        chosen *= 2
+    return min(chosen, MAX_PART_SIZE)
+
+
+def plan_parts(size: int, part_size: int) -> tuple[Part, ...]:
+    """Split ``[0, size)`` into consecutive parts of ``part_size``; the last is shorter."""
+    if size < 0:
+        raise InvalidArgumentError(f"object size cannot be negative: {size}")
+    validate_part_size(part_size)
+    return tuple(
+        Part(index, start, min(start + part_size, size))
+        for index, start in enumerate(range(0, size, part_size))
+    )

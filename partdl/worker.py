@@ -1,0 +1,174 @@
+"""What runs on the pool's threads: fetch one part, or verify one part on disk.
+
+Workers share nothing but the :class:`Progress` counter and the stop event; results
+go back to the orchestrator as :class:`PartDone` values through the futures.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+from .backend import Backend
+from .crc import Updater
+from .errors import TransferError, TransientError
+from .files import local_error
+from .model import ObjectStat
+from .plan import Part
+from .retry import RetryPolicy
+
+logger = logging.getLogger("partdl")
+
+
+class Stopped(Exception):
+    """Raised on a worker thread when the orchestrator asked every worker to stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartDone:
+    index: int
+    crc: int
+    fetched: bool
+
+
+class Progress:
+    """Bytes in place so far: the one counter workers update, behind one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value = 0
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self._value += count
+
+    def reset(self, value: int = 0) -> None:
+        with self._lock:
+            self._value = value
+
+    @property
+    def value(self) -> int:
+        return self._value
+
+
+class _Buffers(threading.local):
+    """One reusable chunk buffer per worker thread: memory is task_num x chunk_size."""
+
+    buffer: bytearray | None = None
+
+
+def pwrite_all(fd: int, data: memoryview, offset: int, path: str) -> None:
+    try:
+        while data:
+            written = os.pwrite(fd, data, offset)
+            data, offset = data[written:], offset + written
+    except OSError as exc:
+        raise local_error(exc, path, "write to") from exc
+
+
+@dataclass(slots=True)
+class _Cursor:
+    written: int = 0
+    crc: int = 0
+
+
+class PartWorker:
+    """Fetches parts into the temp file and verifies parts already there."""
+
+    def __init__(
+        self,
+        *,
+        backend: Backend,
+        stat: ObjectStat,
+        fd: int,
+        temp_path: str,
+        update: Updater,
+        retry: RetryPolicy,
+        chunk_size: int,
+        stop: threading.Event,
+        progress: Progress,
+    ) -> None:
+        self._backend = backend
+        self._stat = stat
+        self._fd = fd
+        self._temp_path = temp_path
+        self._update = update
+        self._retry = retry
+        self._chunk_size = chunk_size
+        self._stop = stop
+        self._progress = progress
+        self._buffers = _Buffers()
+
+    def _view(self) -> memoryview:
+        buffer = self._buffers.buffer
+        if buffer is None:
+            buffer = self._buffers.buffer = bytearray(self._chunk_size)
+        return memoryview(buffer)
+
+    def fetch(self, part: Part) -> PartDone:
+        """Download ``part``; a retry resumes at the first byte not yet written."""
+        cursor = _Cursor()
+        failures = 0
+        started = time.monotonic()
+        view = self._view()
+        while True:
+            before = cursor.written
+            try:
+                self._stream(part, cursor, view)
+                return PartDone(part.index, cursor.crc, fetched=True)
+            except TransientError as exc:
+                failures = 1 if cursor.written > before else failures + 1
+                if self._retry.gives_up(failures, time.monotonic() - started):
+                    raise TransferError(
+                        f"part {part.index} failed after {failures} consecutive attempts: {exc}"
+                    ) from exc
+                delay = self._retry.backoff_for(failures, random.random())
+                logger.debug("part %d: %s; retrying in %.2fs", part.index, exc, delay)
+                if self._stop.wait(delay):
+                    raise Stopped from exc
+
+    def _stream(self, part: Part, cursor: _Cursor, view: memoryview) -> None:
+        body = self._backend.read(part.start + cursor.written, part.end, self._stat)
+        try:
+            while cursor.written < part.size:
+                if self._stop.is_set():
+                    raise Stopped
+                want = min(len(view), part.size - cursor.written)
+                count = body.readinto(view[:want])
+                if count <= 0:
+                    raise TransientError(
+                        f"short body: part {part.index} ended after {cursor.written} "
+                        f"of {part.size} bytes"
+                    )
+                chunk = view[:count]
+                pwrite_all(self._fd, chunk, part.start + cursor.written, self._temp_path)
+                cursor.crc = self._update(cursor.crc, chunk)
+                cursor.written += count
+                self._progress.add(count)
+        finally:
+            body.close()
+
+    def verify(self, part: Part, expected_crc: int) -> PartDone | None:
+        """Re-read a part recorded as complete; None if its bytes no longer match."""
+        view = self._view()
+        crc, offset = 0, part.start
+        while offset < part.end:
+            if self._stop.is_set():
+                raise Stopped
+            want = min(len(view), part.end - offset)
+            try:
+                count = os.preadv(self._fd, [view[:want]], offset)
+            except OSError as exc:
+                raise local_error(exc, self._temp_path, "read") from exc
+            if count <= 0:
+                return None
+            crc = self._update(crc, view[:count])
+            offset += count
+        if crc != expected_crc:
+            return None
+        self._progress.add(part.size)
+        return PartDone(part.index, crc, fetched=False)

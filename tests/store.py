@@ -1,0 +1,133 @@
+"""A real S3-compatible server on loopback for the tests: moto, lightly wrapped.
+
+moto speaks S3; the wrapper adds what OSS sends and moto does not
+(``x-oss-hash-crc64ecma``, computed from the stored bytes, or a wrong value on
+demand), records every request so tests can count ranged GETs, and can run a
+hook before a chosen request (to overwrite the object mid-download, say). Every
+byte still travels over a real socket through moto's real S3 implementation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import unquote
+
+import boto3
+import fastcrc
+import oss2
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from moto.s3.models import s3_backends
+from werkzeug.serving import make_server
+
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Seen:
+    method: str
+    bucket: str
+    key: str
+    range: str | None
+    headers: dict[str, str]
+
+
+class LocalStore:
+    """moto on ``127.0.0.1:<free port>`` in a background thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: list[Seen] = []
+        self.wrong_crc: set[tuple[str, str]] = set()
+        self.omit_crc: set[tuple[str, str]] = set()
+        self.before_request: Callable[[Seen], None] | None = None
+        app = DomainDispatcherApplication(create_backend_app)
+        self._server = make_server(
+            "127.0.0.1", 0, self._wrap(app), threaded=True, request_handler=MotoRequestHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.endpoint = f"http://127.0.0.1:{self._server.server_port}"
+        self.s3 = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+
+    # -- buckets and objects ---------------------------------------------------------
+
+    def new_bucket(self) -> str:
+        name = f"t-{uuid.uuid4().hex[:16]}"
+        self.s3.create_bucket(Bucket=name)
+        return name
+
+    def put(self, bucket: str, key: str, data: bytes) -> str:
+        return str(self.s3.put_object(Bucket=bucket, Key=key, Body=data)["ETag"])
+
+    def oss_bucket(self, name: str) -> oss2.Bucket:
+        return oss2.Bucket(oss2.Auth("test", "test"), self.endpoint, name)
+
+    # -- what the server saw ---------------------------------------------------------
+
+    def requests(self, bucket: str, method: str | None = None) -> list[Seen]:
+        with self._lock:
+            return [
+                s
+                for s in self._seen
+                if s.bucket == bucket and (method is None or s.method == method)
+            ]
+
+    def ranged_gets(self, bucket: str) -> list[str]:
+        return [s.range for s in self.requests(bucket, "GET") if s.range]
+
+    # -- the wrapper -----------------------------------------------------------------
+
+    def _crc(self, bucket: str, key: str) -> int | None:
+        stored = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].get_object(bucket, key)
+        if stored is None:
+            return None
+        crc = int(fastcrc.crc64.xz(stored.value))
+        return crc ^ 1 if (bucket, key) in self.wrong_crc else crc
+
+    def _wrap(self, app: WsgiApp) -> WsgiApp:
+        def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            path = unquote(environ.get("PATH_INFO", "")).lstrip("/")
+            bucket, _, key = path.partition("/")
+            headers = {
+                name[5:].replace("_", "-").lower(): value
+                for name, value in environ.items()
+                if name.startswith("HTTP_")
+            }
+            seen = Seen(environ["REQUEST_METHOD"], bucket, key, environ.get("HTTP_RANGE"), headers)
+            with self._lock:
+                self._seen.append(seen)
+            if self.before_request is not None:
+                self.before_request(seen)
+
+            def start(status: str, response_headers: list[tuple[str, str]], *exc: Any) -> Any:
+                if seen.method in ("GET", "HEAD") and key and status[:3] in ("200", "206"):
+                    crc = None if (bucket, key) in self.omit_crc else self._crc(bucket, key)
+                    if crc is not None:
+                        response_headers.append(("x-oss-hash-crc64ecma", str(crc)))
+                return start_response(status, response_headers, *exc)
+
+            return app(environ, start)
+
+        return wrapped
