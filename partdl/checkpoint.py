@@ -1,15 +1,21 @@
 """The checkpoint codec: pure encoding, decoding and validation, no file I/O.
 
+A checkpoint is JSON Lines: a header line (the object, the destination, the plan
+and the parts known when it was written) guarded by a SHA-256 of its canonical
+form, then one appended line per finished part, each with a CRC-32 of its own.
+
 A checkpoint is untrusted input (it sits on disk between runs, a crash may have
-cut it short, a user may have edited it). ``decode`` therefore checks a digest over
-the content and the shape of every field, and raises ``CheckpointInvalid`` for
-anything off; the engine answers that by downloading from scratch.
+cut it short, a user may have edited it). ``decode`` therefore checks the digests
+and the shape of every field, and raises ``CheckpointInvalid`` for anything off;
+the engine answers that by downloading from scratch. Only the very last line may be
+torn (the write it came from was cut short): it is dropped, not trusted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +83,29 @@ def encode(checkpoint: Checkpoint) -> bytes:
     canonical = _canonical(body)
     digest = hashlib.sha256(canonical).hexdigest()
     return b'{"sha256":"' + digest.encode() + b'","checkpoint":' + canonical + b"}\n"
+
+
+def _record_check(index: int, crc: int) -> str:
+    return f"{zlib.crc32(f'{index}:{crc}'.encode()):08x}"
+
+
+def encode_record(index: int, crc: int) -> bytes:
+    """One journal line: part ``index`` is complete and its checksum is ``crc``."""
+    return f'{{"part":{index},"crc":{crc},"check":"{_record_check(index, crc)}"}}\n'.encode()
+
+
+def _decode_record(line: bytes) -> tuple[int, int]:
+    try:
+        record = json.loads(line)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointInvalid("a part record is not JSON") from exc
+    if not isinstance(record, dict):
+        raise CheckpointInvalid("a part record is not an object")
+    index = _need(record.get("part"), int, "part index")
+    crc = _need(record.get("crc"), int, "part crc")
+    if record.get("check") != _record_check(index, crc):
+        raise CheckpointInvalid(f"the record of part {index} fails its check")
+    return index, crc
 
 
 def _need(value: Any, kind: type | tuple[type, ...], name: str) -> Any:
@@ -155,20 +184,32 @@ def _parse(data: bytes) -> dict[str, Any]:
     return body
 
 
+def _journal(lines: list[bytes]) -> list[list[int]]:
+    """The appended part records; a torn last line (no newline) is dropped."""
+    records = []
+    for number, line in enumerate(lines):
+        if not line.endswith(b"\n") and number == len(lines) - 1:
+            break
+        records.append(list(_decode_record(line)))
+    return records
+
+
 def decode(data: bytes) -> Checkpoint:
     """Parse and validate; raise :class:`CheckpointInvalid` on anything untrustworthy."""
-    body = _parse(data)
+    header, *lines = data.splitlines(keepends=True) or [b""]
+    body = _parse(header)
     stat = _decode_stat(body.get("object"))
     part_size = _need(body.get("part_size"), int, "part_size")
     if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
         raise CheckpointInvalid(f"part_size {part_size} out of bounds")
     part_count = -(-stat.size // part_size)
     width = part_algorithm(stat).width
+    recorded = _need(body.get("parts"), list, "parts")
     return Checkpoint(
         source=_need(body.get("source"), str, "source"),
         destination=_need(body.get("destination"), str, "destination"),
         temp_path=_need(body.get("temp_path"), str, "temp_path"),
         stat=stat,
         part_size=part_size,
-        parts=_decode_parts(body.get("parts"), part_count, width),
+        parts=_decode_parts(recorded + _journal(lines), part_count, width),
     )

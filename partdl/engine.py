@@ -7,6 +7,7 @@ futures carrying :class:`PartDone` values.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import itertools
 import logging
@@ -47,7 +48,7 @@ MIN_CHUNK_SIZE = 4096
 MAX_RESTARTS = 3
 # How often the orchestrator wakes to report progress and look at its Control.
 _TICK = 0.1
-# A checkpoint larger than this is not one partdl wrote (100,000 parts take ~3 MB).
+# A checkpoint larger than this is not one partdl wrote (100,000 parts take ~5 MB).
 _CHECKPOINT_READ_LIMIT = 256 * MiB
 
 T = TypeVar("T")
@@ -91,7 +92,6 @@ class _Job:
             self.fetched += 1
         if self.checkpoint is not None:
             self.checkpoint.record(result.index, result.crc)
-            self.checkpoint.maybe_flush()
 
     def suspend(self) -> None:
         """Stop for now: keep what a later run can resume, remove what it cannot."""
@@ -100,7 +100,7 @@ class _Job:
             files.remove_quietly(self.temp_path)
             return
         try:
-            self.checkpoint.flush(durable=True)
+            self.checkpoint.close(durable=True)
         except LocalFileError:
             logger.exception("could not save the checkpoint %s", self.checkpoint.path)
 
@@ -111,6 +111,8 @@ class _Job:
             self.checkpoint.delete()
 
     def commit(self, destination: str) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint.close()
         try:
             os.fsync(self.fd)
             os.close(self.fd)
@@ -277,6 +279,7 @@ class Downloader:
     def _fresh(self, stat: ObjectStat) -> _Job:
         destination = self._options.destination
         part_size = choose_part_size(stat.size, self._options.part_size)
+        files.remove_stale_temps(destination)
         temp_path = files.new_temp_path(destination)
         fd = files.create_temp(temp_path, stat.size)
         checkpoint = None
@@ -291,7 +294,7 @@ class Downloader:
             checkpoint = files.CheckpointFile(self._options.checkpoint_path, base)
             try:
                 # Written before the first byte so a crash never orphans the temp file.
-                checkpoint.flush()
+                checkpoint.open()
             except LocalFileError:
                 os.close(fd)
                 files.remove_quietly(temp_path)
@@ -340,8 +343,15 @@ class Downloader:
             files.remove_quietly(path)
             return None
         parts = plan_parts(stat.size, saved.part_size)
-        job = _Job(stat, parts, fd, saved.temp_path, files.CheckpointFile(path, saved))
+        job = _Job(stat, parts, fd, saved.temp_path, checkpoint=None)
         self._verify(pool, job, saved.parts)
+        # Rewritten with only the parts that verified, which also compacts the journal.
+        job.checkpoint = files.CheckpointFile(path, dataclasses.replace(saved, parts=job.done))
+        try:
+            job.checkpoint.open()
+        except LocalFileError:
+            os.close(fd)
+            raise
         logger.info("resuming %s: %d of %d parts verified on disk", path, job.reused, len(parts))
         return job
 
@@ -366,11 +376,8 @@ class Downloader:
         job.done = verified
         job.reused = len(verified)
         stale = len(recorded) - len(verified)
-        if stale and job.checkpoint is not None:
+        if stale:
             logger.warning("%d recorded parts failed verification and will be fetched again", stale)
-            job.checkpoint = files.CheckpointFile(
-                job.checkpoint.path, _with_parts(job.checkpoint, verified)
-            )
 
     # -- fetching ---------------------------------------------------------------------
 
@@ -441,18 +448,6 @@ class Downloader:
 
 class _Cancelled(Exception):
     """Internal: the Control asked to cancel; the job is discarded, not suspended."""
-
-
-def _with_parts(checkpoint: files.CheckpointFile, parts: dict[int, int]) -> codec.Checkpoint:
-    base = checkpoint.base
-    return codec.Checkpoint(
-        source=base.source,
-        destination=base.destination,
-        temp_path=base.temp_path,
-        stat=base.stat,
-        part_size=base.part_size,
-        parts=parts,
-    )
 
 
 def download(

@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import stat
-import time
 
 from . import checkpoint as codec
 from .errors import DownloadLockedError, LocalFileError
@@ -23,9 +22,6 @@ logger = logging.getLogger("partdl")
 
 _TEMP_SUFFIX = re.compile(r"\.partdl-[0-9a-f]{8}\.tmp")
 _CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-# A checkpoint rewrite may take at most this share of the time between rewrites, so
-# its cost stays bounded (about 5%) however many parts it lists.
-_FLUSH_COST_RATIO = 20.0
 
 
 def local_error(exc: OSError, path: str, action: str) -> LocalFileError:
@@ -42,6 +38,23 @@ def is_temp_for(destination: str, temp_path: str) -> bool:
     if not temp_path.startswith(destination):
         return False
     return _TEMP_SUFFIX.fullmatch(temp_path[len(destination) :]) is not None
+
+
+def remove_stale_temps(destination: str) -> None:
+    """Remove temp files an earlier run for ``destination`` left without a usable checkpoint.
+
+    Only names :func:`new_temp_path` makes for this destination qualify, and the caller
+    holds the destination's lock, so no live download owns them.
+    """
+    directory, name = os.path.split(destination)
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.startswith(name) and is_temp_for(name, entry):
+            logger.info("removing stale temp file %s", entry)
+            remove_quietly(os.path.join(directory, entry))
 
 
 def create_temp(path: str, size: int) -> int:
@@ -147,52 +160,47 @@ def read_small(path: str, limit: int) -> bytes | None:
 
 
 class CheckpointFile:
-    """The on-disk checkpoint of one run, rewritten in batches.
+    """The on-disk checkpoint of one job: a header written atomically, then a journal.
 
-    Owned by the orchestrator thread alone, so it needs no lock.
+    Each finished part is one appended line (one ``write``, with its own check), so
+    recording a part costs the same at part 10 as at part 100,000, and a process
+    killed at any instant leaves every part it recorded on disk. Owned by the
+    orchestrator thread alone, so it needs no lock.
     """
 
     def __init__(self, path: str, base: codec.Checkpoint) -> None:
         self.path = path
-        self._base = base
-        self._parts: dict[int, int] = dict(base.parts)
-        self._dirty = False
-        self._last_end = 0.0
-        self._last_cost = 0.0
+        self.base = base
+        self._fd = -1
 
-    @property
-    def base(self) -> codec.Checkpoint:
-        return self._base
-
-    @property
-    def parts(self) -> dict[int, int]:
-        return self._parts
+    def open(self) -> None:
+        """Write the header (and the parts already known) and start the journal."""
+        atomic_write(self.path, codec.encode(self.base), durable=True)
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise local_error(exc, self.path, "open checkpoint") from exc
 
     def record(self, index: int, crc: int) -> None:
-        self._parts[index] = crc
-        self._dirty = True
+        try:
+            os.write(self._fd, codec.encode_record(index, crc))
+        except OSError as exc:
+            raise local_error(exc, self.path, "write checkpoint") from exc
 
-    def maybe_flush(self) -> None:
-        """Flush unless the last rewrite was recent compared with what it cost."""
-        if self._dirty and time.monotonic() - self._last_end >= _FLUSH_COST_RATIO * self._last_cost:
-            self.flush()
-
-    def flush(self, *, durable: bool = False) -> None:
-        started = time.monotonic()
-        snapshot = codec.Checkpoint(
-            source=self._base.source,
-            destination=self._base.destination,
-            temp_path=self._base.temp_path,
-            stat=self._base.stat,
-            part_size=self._base.part_size,
-            parts=self._parts,
-        )
-        atomic_write(self.path, codec.encode(snapshot), durable=durable)
-        self._dirty = False
-        self._last_end = time.monotonic()
-        self._last_cost = self._last_end - started
+    def close(self, *, durable: bool = False) -> None:
+        if self._fd < 0:
+            return
+        fd, self._fd = self._fd, -1
+        try:
+            if durable:
+                os.fsync(fd)
+        except OSError as exc:
+            raise local_error(exc, self.path, "save checkpoint") from exc
+        finally:
+            os.close(fd)
 
     def delete(self) -> None:
+        self.close()
         remove_quietly(self.path)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.store import LocalStore
+from tests.targets import FACTORIES, Target
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +31,9 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
 
 def listing(directory: Path) -> list[str]:
     return sorted(os.listdir(directory))
+
+
+@pytest.fixture(params=sorted(FACTORIES))
+def target(request: pytest.FixtureRequest, store: LocalStore, bucket_name: str) -> Target:
+    """The object under test, reached through each backend in turn."""
+    return FACTORIES[request.param](store, bucket_name)

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 import boto3
 import fastcrc
 import oss2
-from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
