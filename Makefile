@@ -27,7 +27,10 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+# Benchmarks are never part of `test` or CI. aria2c and curl are contenders.
 bench: $(STAMP)
+	@command -v aria2c >/dev/null && command -v curl >/dev/null || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y aria2 curl; }
 	$(BIN)/python -m benchmarks.run
 
 clean:

@@ -14,6 +14,8 @@ from typing import Any
 
 from .backend import Backend, RangeBody
 from .backends import open_backend
+from .backends.http import download_url
+from .backends.s3 import S3Bucket
 from .control import Control, ControlAction
 from .crc import ChecksumAlgorithm
 from .engine import DEFAULT_CHUNK_SIZE, DEFAULT_TASK_NUM, ProgressCallback, download
@@ -62,10 +64,12 @@ __all__ = [
     "PartdlError",
     "RangeBody",
     "RetryPolicy",
+    "S3Bucket",
     "TransferError",
     "__version__",
     "download",
     "download_file",
+    "download_url",
 ]
 
 
@@ -87,7 +91,8 @@ def download_file(
 ) -> DownloadResult:
     """Download ``key`` from ``bucket`` to ``path`` in parallel ranges, resumably.
 
-    ``bucket`` is an ``oss2.Bucket``. ``part_size`` (100 KB to 5 GB; chosen from the
+    ``bucket`` is an ``oss2.Bucket``, a :class:`S3Bucket` (a boto3 client and a bucket
+    name) or a boto3 ``s3.Bucket`` resource. ``part_size`` (100 KB to 5 GB; chosen from the
     object size when None) and ``task_num`` (parallel GETs) shape the transfer. With
     ``checkpoint`` a ``<path>.dcp`` file (or ``checkpoint_file``) records finished
     parts, so running the same call again after any interruption fetches only what is
@@ -99,7 +104,7 @@ def download_file(
     Raises a :class:`PartdlError` subclass on failure; bad arguments raise
     :class:`InvalidArgumentError`, which is also a ``ValueError``.
     """
-    backend = open_backend(bucket, key, version_id=version_id, headers=headers)
+    backend = open_backend(bucket, key, version_id=version_id, headers=headers, pool_size=task_num)
     return download(
         backend,
         path,

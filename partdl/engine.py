@@ -29,13 +29,15 @@ from .errors import (
     IntegrityError,
     InvalidArgumentError,
     LocalFileError,
+    NotFoundError,
     ObjectChangedDuringRead,
     ObjectChangedError,
+    TransientError,
 )
 from .model import Checksum, DownloadResult, ObjectStat
 from .plan import MiB, Part, choose_part_size, plan_parts, validate_part_size, validate_task_num
 from .retry import RetryPolicy
-from .worker import PartDone, PartWorker, Progress
+from .worker import Attempts, PartDone, PartWorker, Progress
 
 logger = logging.getLogger("partdl")
 
@@ -81,6 +83,8 @@ class _Job:
     done: dict[int, int] = field(default_factory=dict)
     reused: int = 0
     fetched: int = 0
+    in_place: bool = False
+    """``temp_path`` is the destination itself, already complete (see ``_adopt``)."""
 
     @property
     def part_size(self) -> int:
@@ -97,7 +101,7 @@ class _Job:
         """Stop for now: keep what a later run can resume, remove what it cannot."""
         os.close(self.fd)
         if self.checkpoint is None:
-            files.remove_quietly(self.temp_path)
+            self._drop_temp()
             return
         try:
             self.checkpoint.close(durable=True)
@@ -106,13 +110,23 @@ class _Job:
 
     def discard(self) -> None:
         os.close(self.fd)
-        files.remove_quietly(self.temp_path)
+        self._drop_temp()
         if self.checkpoint is not None:
             self.checkpoint.delete()
+
+    def _drop_temp(self) -> None:
+        # An adopted destination is the user's file, never a temp file to throw away.
+        if not self.in_place:
+            files.remove_quietly(self.temp_path)
 
     def commit(self, destination: str) -> None:
         if self.checkpoint is not None:
             self.checkpoint.close()
+        if self.in_place:
+            os.close(self.fd)
+            if self.checkpoint is not None:
+                self.checkpoint.delete()
+            return
         try:
             os.fsync(self.fd)
             os.close(self.fd)
@@ -124,15 +138,55 @@ class _Job:
             self.checkpoint.delete()
 
 
+# The longest names partdl derives from a file's name: the temp file beside the
+# destination ("<name>.partdl-1a2b3c4d.tmp", longer than the lock and the default
+# checkpoint) and the staging copy of a checkpoint ("<name>.1a2b3c4d.new").
+_TEMP_SUFFIX_LENGTH = len(".partdl-00000000.tmp")
+_STAGING_SUFFIX_LENGTH = len(".00000000.new")
+
+
+def _path_limit(directory: str, name: str, default: int) -> int:
+    try:
+        return os.pathconf(directory, name)
+    except (OSError, ValueError):
+        return default
+
+
+def _check_length(path: str, suffix: int) -> None:
+    """Refuse a path whose derived names the file system cannot hold, before any request."""
+    directory, name = os.path.split(path)
+    longest = len(os.fsencode(name)) + suffix
+    limit = _path_limit(directory, "PC_NAME_MAX", 255)
+    if longest > limit:
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise LocalFileError(
+            errno.ENAMETOOLONG,
+            f"file name too long: {shown!r} is {longest - suffix} bytes, and with the "
+            f"{suffix} partdl adds for its temp files it exceeds the limit of {limit}",
+        )
+    length = len(os.fsencode(path)) + suffix
+    if length >= _path_limit(directory, "PC_PATH_MAX", 4096):
+        raise LocalFileError(
+            errno.ENAMETOOLONG, f"path too long ({length - suffix} bytes): {path[:60]}..."
+        )
+
+
+def _check_directory(directory: str) -> None:
+    if not os.path.isdir(directory):
+        problem = "is not a directory" if os.path.lexists(directory) else "does not exist"
+        raise InvalidArgumentError(f"directory {directory} {problem}")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+        code = errno.EROFS if read_only else errno.EACCES
+        raise LocalFileError(code, f"cannot write to directory {directory}: {os.strerror(code)}")
+
+
 def _check_destination(path: str | os.PathLike[str]) -> str:
     destination = os.path.abspath(os.fspath(path))
+    _check_length(destination, _TEMP_SUFFIX_LENGTH)
     if os.path.isdir(destination):
         raise InvalidArgumentError(f"destination {destination} is a directory")
-    parent = os.path.dirname(destination)
-    if not os.path.isdir(parent):
-        raise InvalidArgumentError(f"directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise LocalFileError(errno.EACCES, f"cannot write to directory {parent}")
+    _check_directory(os.path.dirname(destination))
     return destination
 
 
@@ -164,6 +218,11 @@ def make_options(
         )
         if checkpoint_path == destination:
             raise InvalidArgumentError("the checkpoint file cannot be the destination")
+        if checkpoint_file:
+            _check_length(checkpoint_path, _STAGING_SUFFIX_LENGTH)
+            if os.path.isdir(checkpoint_path):
+                raise InvalidArgumentError(f"checkpoint file {checkpoint_path} is a directory")
+            _check_directory(os.path.dirname(checkpoint_path))
     return Options(
         destination=destination,
         part_size=part_size,
@@ -211,7 +270,7 @@ class Downloader:
             return self._run(pool)
 
     def _run(self, pool: ThreadPoolExecutor) -> DownloadResult:
-        stat = self._backend.stat()
+        stat = self._stat()
         restarts = integrity_failures = 0
         while True:
             job = self._open(pool, stat)
@@ -227,11 +286,15 @@ class Downloader:
                 logger.warning(
                     "%s changed during the download; starting over", self._backend.source
                 )
-                stat = self._backend.stat()
+                stat = self._stat()
                 continue
             except _Cancelled:
                 job.discard()
                 raise DownloadCancelledError("download cancelled") from None
+            except NotFoundError:
+                # The object went away mid-download: nothing is left to resume.
+                job.discard()
+                raise
             except BaseException:
                 job.suspend()
                 raise
@@ -246,11 +309,23 @@ class Downloader:
                     raise IntegrityError(message)
                 logger.warning("%s; downloading once more from scratch", message)
                 restarts += 1
-                stat = self._backend.stat()
+                stat = self._stat()
                 continue
             job.commit(self._options.destination)
             self._reporter.report(force=True)
             return self._result(job, checksum, restarts)
+
+    def _stat(self) -> ObjectStat:
+        """HEAD the object, retrying transient failures like any ranged GET."""
+        # No worker runs during a HEAD, so nothing is to be stopped: a private event
+        # (never set) serves for the backoff waits.
+        never = threading.Event()
+        attempts = Attempts(self._options.retry, never, f"HEAD {self._backend.source}")
+        while True:
+            try:
+                return self._backend.stat()
+            except TransientError as exc:
+                attempts.failed(exc)
 
     def _result(self, job: _Job, checksum: Checksum, restarts: int) -> DownloadResult:
         is_crc64 = checksum.algorithm is ChecksumAlgorithm.CRC64XZ
@@ -278,7 +353,7 @@ class Downloader:
 
     def _fresh(self, stat: ObjectStat) -> _Job:
         destination = self._options.destination
-        part_size = choose_part_size(stat.size, self._options.part_size)
+        part_size = choose_part_size(stat.size, self._options.part_size, ranged=stat.ranged)
         files.remove_stale_temps(destination)
         temp_path = files.new_temp_path(destination)
         fd = files.create_temp(temp_path, stat.size)
@@ -334,6 +409,10 @@ class Downloader:
         ours = files.is_temp_for(self._options.destination, saved.temp_path)
         reason = self._mismatch(saved, stat) or (None if ours else "its temp path is not ours")
         fd = files.open_temp(saved.temp_path, stat.size) if reason is None else None
+        if fd is None and reason is None:
+            adopted = self._adopt(pool, saved, stat)
+            if adopted is not None:
+                return adopted
         if fd is None:
             logger.info(
                 "starting over: checkpoint %s unusable (%s)", path, reason or "no temp file"
@@ -355,6 +434,32 @@ class Downloader:
         logger.info("resuming %s: %d of %d parts verified on disk", path, job.reused, len(parts))
         return job
 
+    def _adopt(
+        self, pool: ThreadPoolExecutor, saved: codec.Checkpoint, stat: ObjectStat
+    ) -> _Job | None:
+        """The destination itself, when a run died between renaming it and deleting its checkpoint.
+
+        That checkpoint records every part and its temp file is gone; if the destination
+        holds exactly the recorded bytes, it is the finished download, and nothing is
+        fetched again. Anything less and the caller starts over as usual.
+        """
+        parts = plan_parts(stat.size, saved.part_size)
+        if len(saved.parts) != len(parts) or self._options.checkpoint_path is None:
+            return None
+        destination = self._options.destination
+        fd = files.open_temp(destination, stat.size)
+        if fd is None:
+            return None
+        checkpoint = files.CheckpointFile(self._options.checkpoint_path, saved)
+        job = _Job(stat, parts, fd, destination, checkpoint, in_place=True)
+        self._verify(pool, job, saved.parts)
+        if job.reused != len(parts):
+            os.close(fd)
+            self._progress.reset()  # what verified is fetched again: count it once
+            return None
+        logger.info("%s already holds this version of the object", destination)
+        return job
+
     def _verify(self, pool: ThreadPoolExecutor, job: _Job, recorded: Mapping[int, int]) -> None:
         """Re-read recorded parts; keep those whose bytes still match their CRC."""
         worker = self._worker(job)
@@ -369,6 +474,9 @@ class Downloader:
             self._map(pool, lambda item: worker.verify(*item), checks, keep)
         except _Cancelled:
             job.discard()
+            # The job holds no CheckpointFile until its parts are verified: remove it here.
+            if self._options.checkpoint_path is not None:
+                files.remove_quietly(self._options.checkpoint_path)
             raise DownloadCancelledError("download cancelled") from None
         except BaseException:
             os.close(job.fd)

@@ -21,6 +21,7 @@ from .errors import DownloadLockedError, LocalFileError
 logger = logging.getLogger("partdl")
 
 _TEMP_SUFFIX = re.compile(r"\.partdl-[0-9a-f]{8}\.tmp")
+_STAGING_SUFFIX = re.compile(r"\.[0-9a-f]{8}\.new")
 _CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -142,6 +143,23 @@ def atomic_write(path: str, data: bytes, *, durable: bool) -> None:
         raise local_error(exc, path, "write checkpoint") from exc
 
 
+def remove_stale_staging(path: str) -> None:
+    """Remove the copies of ``path`` that :func:`atomic_write` left when its process died.
+
+    A kill between writing the staging copy and renaming it leaves that copy behind;
+    the caller holds the destination's lock, so no live writer owns any of them.
+    """
+    directory, name = os.path.split(path)
+    try:
+        entries = os.listdir(directory or ".")
+    except OSError:
+        return
+    for entry in entries:
+        if entry.startswith(name) and _STAGING_SUFFIX.fullmatch(entry[len(name) :]):
+            logger.info("removing a half-written copy of the checkpoint: %s", entry)
+            remove_quietly(os.path.join(directory, entry))
+
+
 def read_small(path: str, limit: int) -> bytes | None:
     """Read a file of at most ``limit`` bytes without following a symlink."""
     try:
@@ -175,6 +193,7 @@ class CheckpointFile:
 
     def open(self) -> None:
         """Write the header (and the parts already known) and start the journal."""
+        remove_stale_staging(self.path)
         atomic_write(self.path, codec.encode(self.base), durable=True)
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -182,10 +201,19 @@ class CheckpointFile:
             raise local_error(exc, self.path, "open checkpoint") from exc
 
     def record(self, index: int, crc: int) -> None:
+        line = codec.encode_record(index, crc)
         try:
-            os.write(self._fd, codec.encode_record(index, crc))
+            written = os.write(self._fd, line)
+            if written != len(line):
+                # The disk filled up part-way through the line. Take the torn bytes back,
+                # or the next run would find them in the middle of the journal and have
+                # to distrust the whole checkpoint.
+                os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
         except OSError as exc:
             raise local_error(exc, self.path, "write checkpoint") from exc
+        if written != len(line):
+            full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise local_error(full, self.path, "write checkpoint")
 
     def close(self, *, durable: bool = False) -> None:
         if self._fd < 0:

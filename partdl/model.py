@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .crc import ChecksumAlgorithm
 
@@ -20,7 +20,9 @@ class ObjectStat:
     """What one HEAD pins about the object; every ranged GET must match it.
 
     ``etag`` is kept exactly as the server sent it (quotes included) because it is
-    echoed back in ``If-Match``.
+    echoed back in ``If-Match``. ``ranged`` is False for a server that ignores byte
+    ranges: the engine then plans the whole object as one part. It describes the
+    server, not the object, so it is neither saved in checkpoints nor compared.
     """
 
     size: int
@@ -28,6 +30,7 @@ class ObjectStat:
     last_modified: str | None
     checksum: Checksum | None = None
     version_id: str | None = None
+    ranged: bool = field(default=True, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,8 +36,8 @@ def validate_part_size(part_size: int) -> int:
         raise InvalidArgumentError(f"part_size must be an int, not {type(part_size).__name__}")
     if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
         raise InvalidArgumentError(
-            f"part_size must be between {MIN_PART_SIZE:,} bytes (100 KB) and "
-            f"{MAX_PART_SIZE:,} bytes (5 GB), got {part_size:,}"
+            f"part_size must be between {MIN_PART_SIZE:,} bytes (100 KiB) and "
+            f"{MAX_PART_SIZE:,} bytes (5 GiB), got {part_size:,}"
         )
     return part_size
 
@@ -48,8 +48,14 @@ def validate_task_num(task_num: int) -> int:
     return task_num
 
 
-def choose_part_size(size: int, part_size: int | None = None) -> int:
-    """The requested part size, validated, or an automatic one for ``size``."""
+def choose_part_size(size: int, part_size: int | None = None, *, ranged: bool = True) -> int:
+    """The requested part size, validated, or an automatic one for ``size``.
+
+    A server that ignores byte ranges (``ranged=False``) can only stream the object
+    from its first byte, so the whole object is one part, up to ``MAX_PART_SIZE``.
+    """
+    if not ranged:
+        return min(max(size, MIN_PART_SIZE), MAX_PART_SIZE)
     if part_size is not None:
         return validate_part_size(part_size)
     chosen = DEFAULT_PART_SIZE

@@ -55,6 +55,36 @@ class Progress:
         return self._value
 
 
+class Attempts:
+    """The failures in a row of one operation, under a :class:`RetryPolicy`.
+
+    ``failed`` either raises :class:`TransferError` (the policy gives up: too many
+    failures in a row, or its deadline has passed) or waits the backoff, waking early
+    with :class:`Stopped` once ``stop`` is set. An attempt that made progress (a
+    resumed part that received bytes) starts the count again from one.
+    """
+
+    def __init__(self, policy: RetryPolicy, stop: threading.Event, what: str) -> None:
+        self._policy = policy
+        self._stop = stop
+        self._what = what
+        self._started = time.monotonic()
+        self._failures = 0
+
+    def failed(self, exc: TransientError, *, progressed: bool = False) -> None:
+        self._failures = 1 if progressed else self._failures + 1
+        elapsed = time.monotonic() - self._started
+        if self._policy.gives_up(self._failures, elapsed):
+            raise TransferError(
+                f"{self._what} gave up after {self._failures} failed attempts in a row "
+                f"({elapsed:.1f} s): {exc}"
+            ) from exc
+        delay = self._policy.backoff_for(self._failures, random.random())
+        logger.debug("%s: %s; retrying in %.2f s", self._what, exc, delay)
+        if self._stop.wait(delay):
+            raise Stopped from exc
+
+
 class _Buffers(threading.local):
     """One reusable chunk buffer per worker thread: memory is task_num x chunk_size."""
 
@@ -112,8 +142,7 @@ class PartWorker:
     def fetch(self, part: Part) -> PartDone:
         """Download ``part``; a retry resumes at the first byte not yet written."""
         cursor = _Cursor()
-        failures = 0
-        started = time.monotonic()
+        attempts = Attempts(self._retry, self._stop, f"part {part.index}")
         view = self._view()
         while True:
             before = cursor.written
@@ -121,15 +150,9 @@ class PartWorker:
                 self._stream(part, cursor, view)
                 return PartDone(part.index, cursor.crc, fetched=True)
             except TransientError as exc:
-                failures = 1 if cursor.written > before else failures + 1
-                if self._retry.gives_up(failures, time.monotonic() - started):
-                    raise TransferError(
-                        f"part {part.index} failed after {failures} consecutive attempts: {exc}"
-                    ) from exc
-                delay = self._retry.backoff_for(failures, random.random())
-                logger.debug("part %d: %s; retrying in %.2fs", part.index, exc, delay)
-                if self._stop.wait(delay):
-                    raise Stopped from exc
+                # The bytes written so far stay, with their CRC and their progress:
+                # the next attempt asks only for the rest of the part.
+                attempts.failed(exc, progressed=cursor.written > before)
 
     def _stream(self, part: Part, cursor: _Cursor, view: memoryview) -> None:
         body = self._backend.read(part.start + cursor.written, part.end, self._stat)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.faultproxy import FaultProxy
 from tests.store import LocalStore
 from tests.targets import FACTORIES, Target
 
@@ -21,6 +22,22 @@ def store() -> Iterator[LocalStore]:
 @pytest.fixture
 def bucket_name(store: LocalStore) -> str:
     return store.new_bucket()
+
+
+@pytest.fixture(scope="session")
+def fault_proxy_process(store: LocalStore) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(store.endpoint)
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def fault_proxy(fault_proxy_process: FaultProxy) -> Iterator[FaultProxy]:
+    """The fault-injecting proxy process in front of the store: no rules, an empty log."""
+    fault_proxy_process.clear()
+    yield fault_proxy_process
+    fault_proxy_process.set_rules()
+    fault_proxy_process.release()
 
 
 @pytest.fixture

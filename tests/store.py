@@ -9,6 +9,7 @@ byte still travels over a real socket through moto's real S3 implementation.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import logging
 import threading
@@ -43,6 +44,20 @@ class Seen:
     headers: dict[str, str]
 
 
+def _corrupt_checksum(header: tuple[str, str]) -> tuple[str, str]:
+    """An ``x-amz-checksum-<algorithm>`` header with one bit of its value flipped."""
+    name, value = header
+    if not name.lower().startswith("x-amz-checksum-") or name.lower() in (
+        "x-amz-checksum-type",
+        "x-amz-checksum-algorithm",
+    ):
+        return header
+    encoded, dash, parts = value.partition("-")
+    raw = bytearray(base64.b64decode(encoded))
+    raw[-1] ^= 1
+    return name, base64.b64encode(bytes(raw)).decode() + dash + parts
+
+
 class LocalStore:
     """moto on ``127.0.0.1:<free port>`` in a background thread."""
 
@@ -51,6 +66,8 @@ class LocalStore:
         self._seen: list[Seen] = []
         self.wrong_crc: set[tuple[str, str]] = set()
         self.omit_crc: set[tuple[str, str]] = set()
+        # Objects whose S3 x-amz-checksum-* values are served with one bit flipped.
+        self.wrong_checksum: set[tuple[str, str]] = set()
         self.before_request: Callable[[Seen], None] | None = None
         app = DomainDispatcherApplication(create_backend_app)
         self._server = make_server(
@@ -126,6 +143,8 @@ class LocalStore:
                     crc = None if (bucket, key) in self.omit_crc else self._crc(bucket, key)
                     if crc is not None:
                         response_headers.append(("x-oss-hash-crc64ecma", str(crc)))
+                if (bucket, key) in self.wrong_checksum:
+                    response_headers = [_corrupt_checksum(h) for h in response_headers]
                 return start_response(status, response_headers, *exc)
 
             return app(environ, start)

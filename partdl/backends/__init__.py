@@ -7,6 +7,7 @@ from typing import Any
 
 from ..backend import Backend
 from ..errors import InvalidArgumentError
+from .s3 import S3Bucket
 
 
 def open_backend(
@@ -15,11 +16,14 @@ def open_backend(
     *,
     version_id: str | None = None,
     headers: Mapping[str, str] | None = None,
+    pool_size: int | None = None,
 ) -> Backend:
-    """The backend for ``bucket``: an ``oss2.Bucket`` (or anything already a Backend).
+    """The backend for ``bucket``: an ``oss2.Bucket``, an :class:`S3Bucket` or a boto3
+    ``s3.Bucket`` resource.
 
     The SDK modules are imported only when such a bucket is passed, so partdl works
-    with just the SDK its user has.
+    with just the SDK its user has. ``pool_size`` (the download's ``task_num``) is how
+    many connections the backend should keep for reuse.
     """
     if not isinstance(key, str) or not key:
         raise InvalidArgumentError(f"key must be a non-empty string, got {key!r}")
@@ -27,7 +31,20 @@ def open_backend(
     if module.startswith("oss2"):
         from .oss import OssBackend
 
-        return OssBackend(bucket, key, version_id=version_id, headers=headers)
+        return OssBackend(bucket, key, version_id=version_id, headers=headers, pool_size=pool_size)
+    # A boto3 resource's class is generated at run time: it is known by its name.
+    is_resource = module.startswith("boto3.") and type(bucket).__name__ == "s3.Bucket"
+    if isinstance(bucket, S3Bucket) or is_resource:
+        if headers:
+            raise InvalidArgumentError(
+                "headers are for OSS; pass S3 request options as "
+                "partdl.S3Bucket(client, name, extra_args={...})"
+            )
+        from .s3 import S3Backend
+
+        s3_bucket = bucket if isinstance(bucket, S3Bucket) else S3Bucket.from_resource(bucket)
+        return S3Backend(s3_bucket, key, version_id=version_id)
     raise InvalidArgumentError(
-        f"unsupported bucket type {type(bucket).__qualname__}: pass an oss2.Bucket"
+        f"unsupported bucket type {type(bucket).__qualname__}: pass an oss2.Bucket, "
+        "a partdl.S3Bucket or a boto3 s3.Bucket"
     )

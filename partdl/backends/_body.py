@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import socket
 from typing import Any
 
 import urllib3.exceptions
@@ -17,6 +18,20 @@ NETWORK_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def _socket_of(raw: Any) -> socket.socket | None:
+    """The socket a urllib3 response reads its body from, or None if it cannot be found.
+
+    The http.client response reads through a ``SocketIO`` whose ``_sock`` is that
+    socket; urllib3's connection object may already have let go of it (a response
+    with ``Connection: close``), so that is only the fallback.
+    """
+    stream = getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None)
+    sock = getattr(stream, "_sock", None)
+    if not isinstance(sock, socket.socket):
+        sock = getattr(getattr(raw, "connection", None), "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
 class Urllib3Body:
     """The urllib3 response that requests, oss2 and botocore all stream from.
 
@@ -24,15 +39,27 @@ class Urllib3Body:
     fills the caller's buffer from the socket without an intermediate copy. A body
     closed before its last byte takes its connection down with it, so the pool never
     hands out a socket with half a response still in it.
+
+    ``stall_timeout`` (seconds) bounds how long one read may wait for the next byte,
+    whatever read timeout the SDK's client was built with: a connection that stops
+    delivering raises :class:`TransientError`, and the part is resumed on a new one.
+    It is not a limit on the whole body, so a slow but moving transfer is never cut.
+    urllib3 sets the socket's timeout afresh for each request, so a pooled connection
+    does not carry this one into the SDK's next call.
     """
 
-    def __init__(self, raw: Any, length: int) -> None:
+    def __init__(self, raw: Any, length: int, *, stall_timeout: float | None = None) -> None:
         self._raw = raw
         self._remaining = length
+        self._stall_timeout = stall_timeout
         fp = getattr(raw, "_fp", None)
         encoding = raw.headers.get("Content-Encoding", "identity").lower()
         plain = encoding in ("", "identity")
         self._direct = fp if isinstance(fp, http.client.HTTPResponse) and plain else None
+        if stall_timeout is not None:
+            sock = _socket_of(raw)
+            if sock is not None:
+                sock.settimeout(stall_timeout)
 
     def readinto(self, buffer: memoryview, /) -> int:
         try:
@@ -40,6 +67,10 @@ class Urllib3Body:
                 count = self._direct.readinto(buffer)
             else:
                 count = int(self._raw.readinto(buffer))
+        except TimeoutError as exc:
+            waited = self._stall_timeout
+            limit = f"{waited:g} s" if waited is not None else "the client's read timeout"
+            raise TransientError(f"the connection stalled: no data for {limit}") from exc
         except NETWORK_ERRORS as exc:
             raise TransientError(f"connection failed mid-body: {exc!r}") from exc
         self._remaining -= count

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
-from ..errors import TransientError
+from ..errors import (
+    AccessDeniedError,
+    NotFoundError,
+    ObjectChangedDuringRead,
+    PartdlError,
+    TransientError,
+)
+
+_CONTENT_RANGE = re.compile(r"bytes\s+(?:\d+-\d+|\*)/(\d+|\*)", re.IGNORECASE)
 
 
 def content_range(start: int, end: int, size: int) -> str:
     return f"bytes {start}-{end - 1}/{size}"
+
+
+def content_range_size(value: str | None) -> int | None:
+    """The complete length in a ``Content-Range`` header; None when absent or ``*``."""
+    match = _CONTENT_RANGE.fullmatch((value or "").strip())
+    if match is None or match.group(1) == "*":
+        return None
+    return int(match.group(1))
 
 
 def check_partial_response(
@@ -17,14 +34,62 @@ def check_partial_response(
     """Insist on a 206 for exactly ``[start, end)`` of an object of ``size`` bytes.
 
     A wrong answer is treated as transient: a misbehaving proxy or cache in the path
-    is the usual cause, and the retry policy bounds how often it is tried.
+    is the usual cause, and the retry policy bounds how often it is tried. The one
+    exception is a ``Content-Range`` whose total length is not the HEAD's size: that
+    is the object itself changing (on a server that ignores ``If-Match``), so it is an
+    :class:`ObjectChangedDuringRead` and the engine starts over on the new version.
     """
     expected = content_range(start, end, size)
     if status != 206:
         raise TransientError(f"expected HTTP 206 for {expected}, got {status}")
     got = headers.get("Content-Range")
+    total = content_range_size(got)
+    if total is not None and total != size:
+        raise ObjectChangedDuringRead(
+            f"the object is now {total} bytes long, not {size} (Content-Range {got!r})"
+        )
     if got != expected:
         raise TransientError(f"expected Content-Range {expected!r}, got {got!r}")
     length = headers.get("Content-Length")
     if length is not None and length != str(end - start):
         raise TransientError(f"expected Content-Length {end - start}, got {length}")
+
+
+# Error codes S3-style stores send, for statuses that do not say it all.
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NotFound"})
+_DENIED_CODES = frozenset(
+    {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
+)
+_RETRYABLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestThrottled",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "InternalError",
+        "ServiceUnavailable",
+    }
+)
+
+
+def error_class(status: int, code: str = "") -> type[PartdlError]:
+    """The partdl error for an HTTP error ``status`` and the store's error ``code``.
+
+    A 416 means the object is shorter than its HEAD said: it changed, like a 412.
+    S3 answers 403 ``InvalidObjectState`` for archived objects, which is no
+    permission problem, so the code is looked at before the status.
+    """
+    if code == "InvalidObjectState":
+        return PartdlError
+    if status in (412, 416) or code in ("PreconditionFailed", "InvalidRange"):
+        return ObjectChangedDuringRead
+    if status in (404, 410) or code in _NOT_FOUND_CODES:
+        return NotFoundError
+    if status in (401, 403) or code in _DENIED_CODES:
+        return AccessDeniedError
+    if status in (408, 429) or status >= 500 or code in _RETRYABLE_CODES:
+        return TransientError
+    return PartdlError
