@@ -205,9 +205,10 @@ class CheckpointFile:
         try:
             written = os.write(self._fd, line)
             if written != len(line):
-                # The disk filled up part-way through the line. Take the torn bytes back,
-                # or the next run would find them in the middle of the journal and have
-                # to distrust the whole checkpoint.
+                # The disk filled up part-way through the line: take the torn bytes back
+                # so the journal still ends on a whole line, then report the full disk.
+                # (Going on past a torn line would put it in the middle of the journal,
+                # and the next run would have to distrust the whole checkpoint.)
                 os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
         except OSError as exc:
             raise local_error(exc, self.path, "write checkpoint") from exc

@@ -206,13 +206,26 @@ class Child:
     wrapper must exec, so the child keeps the wrapper's pid.
     """
 
-    def __init__(self, *, prefix: Sequence[str] = (), rlimit_fsize: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        prefix: Sequence[str] = (),
+        rlimit_fsize: int | None = None,
+        umask: int = -1,
+    ) -> None:
         argv = [*prefix, sys.executable, "-m", "tests.faultchild"]
         if rlimit_fsize is not None:
             argv += ["--rlimit-fsize", str(rlimit_fsize)]
         self._process = subprocess.Popen(
-            argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            argv,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            umask=umask,
         )
+        self.seen: list[dict[str, Any]] = []
+        """Every event read so far, including those :meth:`until` passed over."""
         self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -235,6 +248,7 @@ class Child:
             raise RuntimeError("the child sent nothing for a minute") from None
         if event is None:
             raise RuntimeError(f"the child exited with {self._process.wait()}")
+        self.seen.append(event)
         return event
 
     def send(self, **command: Any) -> None:

@@ -50,7 +50,6 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -609,6 +608,14 @@ class FaultProxy:
         self._call("DELETE", "log")
 
     def log(self) -> list[Record]:
+        """Every request so far, once the ones in progress have finished.
+
+        A request is logged after its last byte went out, so a client can be done
+        with an answer a moment before it is in the log: waiting for the proxy to be
+        idle first makes the count exact. (Only while a request is held does that
+        wait last; release it first.)
+        """
+        self.wait_idle()
         return [Record(**raw) for raw in self._call("GET", "log")["requests"]]
 
     def wait_held(self, count: int = 1, timeout: float = 20.0) -> int:
@@ -625,14 +632,6 @@ class FaultProxy:
         busy = self._call("GET", f"idle?timeout={timeout}", timeout=timeout + 10)["busy"]
         if busy:
             raise RuntimeError(f"the fault proxy still has {busy} requests in progress")
-
-    @contextlib.contextmanager
-    def rules(self, *rules: Rule, seed: int = 0) -> Iterator[None]:
-        self.set_rules(*rules, seed=seed)
-        try:
-            yield
-        finally:
-            self.set_rules()
 
 
 if __name__ == "__main__":

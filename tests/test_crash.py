@@ -17,7 +17,6 @@ import dataclasses
 import os
 import random
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -180,7 +179,6 @@ def kill_at(scene: Scene, point: Moment, tag: str) -> None:
 
 def test_sigkill_at_seeded_moments_then_resume(scene: Scene, rng: random.Random) -> None:
     kills = 0
-    T0 = time.monotonic()
     for number, chain in enumerate(plan(rng)):
         data = os.urandom(SIZE)
         scene.bucket = scene.store.new_bucket()
@@ -210,13 +208,12 @@ def test_sigkill_at_seeded_moments_then_resume(scene: Scene, rng: random.Random)
         assert len(gets) == len(fetched)  # each missing part once, no retries
         assert (result.parts_fetched, result.parts_reused) == (len(fetched), len(recorded))
         assert leftovers(scene.out.parent, "out") == [], chain
-        print("CHAIN", [p.kind for p in chain], len(recorded), len(fetched), time.monotonic()-T0)
     assert kills >= 10
 
 
 def test_checkpoint_read_at_any_instant_is_a_complete_version(scene: Scene) -> None:
     """A reader racing the writer only ever sees whole checkpoints, parts only growing."""
-    data = os.urandom(60 * PART)
+    data = os.urandom(40 * PART)
     scene.store.put(scene.bucket, KEY, data)
     child = Child()
     finished = threading.Event()
@@ -237,6 +234,7 @@ def test_checkpoint_read_at_any_instant_is_a_complete_version(scene: Scene) -> N
                 if not versions or parts != versions[-1]:
                     assert not versions or parts > versions[-1], "parts went missing"
                     versions.append(parts)
+            os.sched_yield()  # leave the writer its share of a busy machine
     finally:
         runner.join()
         child.close()

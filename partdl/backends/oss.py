@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +11,7 @@ import oss2
 import oss2.exceptions
 import requests
 import requests.adapters
+import requests.utils
 
 from ..crc import ChecksumAlgorithm
 from ..errors import PartdlError, TransientError
@@ -31,56 +33,86 @@ def _translate(exc: oss2.exceptions.OssError, what: str) -> PartdlError:
     return error_class(status, code)(f"{what}: HTTP {status} {code}".rstrip())
 
 
-def _sized_session(session: Any, pool_size: int | None) -> Any:
-    """A copy of the caller's ``oss2.Session`` whose pool keeps ``pool_size`` connections.
+def _sized_adapter(adapter: Any, pool_size: int) -> Any:
+    """``adapter``, or a stock one like it whose pool keeps ``pool_size`` connections.
 
     oss2 pools 10 connections per host (``oss2.defaults.connection_pool_size``); with
     more workers than that, requests opens a connection for every GET beyond the tenth
     and throws it away afterwards (a TCP and TLS handshake per part, and a urllib3
-    warning). The copy shares everything else with the caller's session (proxies,
-    TLS settings, cookies); it is made only when the caller's session uses requests'
-    stock adapters, since a custom adapter is a choice the caller made. None: keep it.
+    warning each time). A custom adapter is a choice the caller made: it is kept.
     """
+    if type(adapter) is not requests.adapters.HTTPAdapter:
+        return adapter
+    if getattr(adapter, "_pool_maxsize", 0) >= pool_size:
+        return adapter
+    return requests.adapters.HTTPAdapter(
+        pool_connections=getattr(adapter, "_pool_connections", 10),
+        pool_maxsize=pool_size,
+        max_retries=adapter.max_retries,
+        pool_block=getattr(adapter, "_pool_block", False),
+    )
+
+
+def _settle_environment(session: requests.Session, url: str, no_proxy: str | None) -> None:
+    """Look up once what requests would read from the environment on every request.
+
+    With ``trust_env`` requests scans ``os.environ`` for proxies and ``no_proxy``
+    (twice) and for a CA bundle on each request: about a fifth of the CPU a small
+    part costs. The result for this bucket's URL cannot change during a download, so
+    it is resolved here with requests' own functions and precedence (environment
+    proxies over the session's, ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` over the
+    session's ``verify``, a ``.netrc`` entry when no auth is set) and then frozen.
+    """
+    if not session.trust_env:
+        return
+    proxies = dict(session.proxies)
+    proxies.update(requests.utils.get_environ_proxies(url, no_proxy=no_proxy))
+    session.proxies = proxies
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    if session.auth is None:
+        session.auth = requests.utils.get_netrc_auth(url)
+    session.trust_env = False
+
+
+def _private_session(bucket: oss2.Bucket, key: str, pool_size: int | None) -> Any:
+    """A copy of the bucket's ``oss2.Session`` for partdl alone; None to use the bucket's.
+
+    The copy shares the caller's settings, cookies and any custom adapter, and has
+    its own pool (:func:`_sized_adapter`) and settled environment
+    (:func:`_settle_environment`).
+    """
+    session = bucket.session
     inner = getattr(session, "session", None)
+    make_url = getattr(bucket, "_make_url", None)
     if type(session) is not oss2.Session or not isinstance(inner, requests.Session):
         return None
-    if isinstance(pool_size, bool) or not isinstance(pool_size, int):
-        return None  # validated (and refused) with the other options later
-    adapters: dict[str, requests.adapters.HTTPAdapter] = {}
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or not callable(make_url):
+        return None  # a bad task_num is refused with the other options, later
+    private = copy.copy(inner)  # requests' own pickled state: a new object, same settings
+    private.adapters = type(inner.adapters)()
     for prefix, adapter in inner.adapters.items():
-        if type(adapter) is not requests.adapters.HTTPAdapter:
-            return None
-        adapters[prefix] = adapter
-    if all(getattr(a, "_pool_maxsize", 0) >= pool_size for a in adapters.values()):
-        return None
-    sized = copy.copy(inner)  # requests' own pickling state: same settings, new object
-    sized.adapters = type(inner.adapters)()
-    for prefix, adapter in adapters.items():
-        sized.mount(
-            prefix,
-            requests.adapters.HTTPAdapter(
-                pool_connections=getattr(adapter, "_pool_connections", 10),
-                pool_maxsize=max(pool_size, getattr(adapter, "_pool_maxsize", 0)),
-                max_retries=adapter.max_retries,
-                pool_block=getattr(adapter, "_pool_block", False),
-            ),
-        )
+        private.mount(prefix, _sized_adapter(adapter, pool_size))
+    # oss2 passes the bucket's proxies with each request; requests reads no_proxy there.
+    no_proxy = (getattr(bucket, "proxies", None) or {}).get("no_proxy")
+    _settle_environment(private, make_url(bucket.bucket_name, key), no_proxy)
     outer = copy.copy(session)
-    outer.session = sized
+    outer.session = private
     return outer
 
 
-def _private_bucket(bucket: oss2.Bucket, pool_size: int | None) -> oss2.Bucket:
+def _private_bucket(bucket: oss2.Bucket, key: str, pool_size: int | None) -> oss2.Bucket:
     """A shallow copy of the caller's bucket for partdl's requests; theirs is untouched.
 
     With ``enable_crc`` (oss2's default) every GET builds a CRC adapter, and with it a
     crcmod table in pure Python (about 0.3 ms of CPU per request, holding the GIL),
     for a checksum oss2 never checks on a ranged GET. partdl reads the raw stream and
-    checksums it itself, so the copy turns that off. See :func:`_sized_session`.
+    checksums it itself, so the copy turns that off. See :func:`_private_session`.
     """
     private = copy.copy(bucket)
     private.enable_crc = False
-    session = _sized_session(bucket.session, pool_size)
+    session = _private_session(bucket, key, pool_size)
     if session is not None:
         private.session = session
     return private
@@ -97,7 +129,7 @@ class OssBackend:
         stall_timeout: float | None = None,
         pool_size: int | None = None,
     ) -> None:
-        self._bucket = _private_bucket(bucket, pool_size)
+        self._bucket = _private_bucket(bucket, key, pool_size)
         self._key = key
         self._version_id = version_id
         self._stall_timeout = stall_timeout
