@@ -14,6 +14,7 @@ from typing import Any
 
 from .backend import Backend, RangeBody
 from .backends import open_backend
+from .backends._body import DEFAULT_STALL_TIMEOUT
 from .backends.http import download_url
 from .backends.s3 import S3Bucket
 from .control import Control, ControlAction
@@ -88,6 +89,7 @@ def download_file(
     retry: RetryPolicy | None = None,
     control: Control | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
 ) -> DownloadResult:
     """Download ``key`` from ``bucket`` to ``path`` in parallel ranges, resumably.
 
@@ -98,13 +100,21 @@ def download_file(
     parts, so running the same call again after any interruption fetches only what is
     missing. ``progress_callback(consumed_bytes, total_bytes)`` is called from the
     calling thread. ``headers`` are sent with every request (request payer, traffic
-    limit, ...). The destination is replaced only once the whole file is in place and
-    its checksum matches the server's.
+    limit, ...). A connection that delivers nothing for ``stall_timeout`` seconds is
+    abandoned and its part resumed on a new one, under ``retry``. The destination is
+    replaced only once the whole file is in place and its checksum matches the server's.
 
     Raises a :class:`PartdlError` subclass on failure; bad arguments raise
     :class:`InvalidArgumentError`, which is also a ``ValueError``.
     """
-    backend = open_backend(bucket, key, version_id=version_id, headers=headers, pool_size=task_num)
+    backend = open_backend(
+        bucket,
+        key,
+        version_id=version_id,
+        headers=headers,
+        pool_size=task_num,
+        stall_timeout=stall_timeout,
+    )
     return download(
         backend,
         path,

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +29,7 @@ from tqdm import tqdm
 from . import __version__
 from .backend import Backend
 from .backends import open_backend
+from .backends._body import DEFAULT_STALL_TIMEOUT
 from .backends.subrange import ByteRange, SubRangeBackend
 from .engine import download
 from .errors import (
@@ -175,6 +177,16 @@ def _count(minimum: int) -> Callable[[str], int]:
     return convert
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
 def _argument(parse: Callable[[str], T], text: str) -> T:
     """Run a parser whose errors are InvalidArgumentError the way argparse wants them."""
     try:
@@ -314,6 +326,20 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"retry a failing part up to N times in a row (default: {_DEFAULT_RETRIES})",
     )
     transfer.add_argument(
+        "--retry-deadline",
+        type=_seconds,
+        metavar="SECONDS",
+        help="give up on a part after this long across its retries (default: no limit)",
+    )
+    transfer.add_argument(
+        "--stall-timeout",
+        type=_seconds,
+        default=DEFAULT_STALL_TIMEOUT,
+        metavar="SECONDS",
+        help="abandon a connection silent this long and resume the part on a new one "
+        f"(default: {DEFAULT_STALL_TIMEOUT:g})",
+    )
+    transfer.add_argument(
         "--range", type=_byte_range, metavar="START-END", help="only these bytes (inclusive)"
     )
     resume = transfer.add_mutually_exclusive_group()
@@ -409,14 +435,21 @@ def open_source(source: Source, args: argparse.Namespace) -> Iterator[Backend]:
     with contextlib.ExitStack() as stack:
         backend: Backend
         if source.scheme is Scheme.HTTP:
-            from .backends.http import HttpBackend
+            from .backends.http import CONNECT_TIMEOUT, HttpBackend
 
-            http = HttpBackend(source.url, head_url=args.head_url, pool_size=args.task_num)
+            http = HttpBackend(
+                source.url,
+                head_url=args.head_url,
+                pool_size=args.task_num,
+                timeout=(CONNECT_TIMEOUT, args.stall_timeout),
+            )
             backend = stack.enter_context(http)
         else:
             make = _oss_bucket if source.scheme is Scheme.OSS else _s3_bucket
             bucket = make(source, args)
-            backend = open_backend(bucket, source.key, version_id=args.version_id)
+            backend = open_backend(
+                bucket, source.key, version_id=args.version_id, stall_timeout=args.stall_timeout
+            )
         yield backend if args.range is None else SubRangeBackend(backend, args.range)
 
 
@@ -573,7 +606,7 @@ def _run(args: argparse.Namespace, request: _Request) -> DownloadResult:
                 checkpoint=request.checkpoint is not None,
                 checkpoint_file=request.checkpoint,
                 progress_callback=bar,
-                retry=RetryPolicy(attempts=args.retries + 1),
+                retry=RetryPolicy(attempts=args.retries + 1, deadline=args.retry_deadline),
             )
     finally:
         if bar is not None:  # before any message, which would otherwise share its line
@@ -637,4 +670,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> NoReturn:
     """The console script."""
+    # A file-size limit (ulimit -f) then fails the write with EFBIG, which is reported
+    # as a local file error with the checkpoint kept, instead of killing the process.
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     sys.exit(main())

@@ -128,6 +128,9 @@ class _Job:
                 self.checkpoint.delete()
             return
         try:
+            # Private (0600) while incomplete; once complete, the mode any new file
+            # would get, or the mode of the file it replaces.
+            os.fchmod(self.fd, files.final_mode(destination))
             os.fsync(self.fd)
             os.close(self.fd)
             os.replace(self.temp_path, destination)
@@ -270,7 +273,11 @@ class Downloader:
             return self._run(pool)
 
     def _run(self, pool: ThreadPoolExecutor) -> DownloadResult:
-        stat = self._stat()
+        try:
+            stat = self._stat()
+        except NotFoundError:
+            self._forget()
+            raise
         restarts = integrity_failures = 0
         while True:
             job = self._open(pool, stat)
@@ -314,6 +321,19 @@ class Downloader:
             job.commit(self._options.destination)
             self._reporter.report(force=True)
             return self._result(job, checksum, restarts)
+
+    def _forget(self) -> None:
+        """The object is gone: a checkpoint of ours for it can never be resumed."""
+        path = self._options.checkpoint_path
+        saved = self._load_checkpoint(path) if path else None
+        if saved is None or path is None:
+            return
+        if (saved.source, saved.destination) != (self._backend.source, self._options.destination):
+            return
+        logger.info("%s no longer exists: removing its checkpoint", self._backend.source)
+        if files.is_temp_for(saved.destination, saved.temp_path):
+            files.remove_quietly(saved.temp_path)
+        files.remove_quietly(path)
 
     def _stat(self) -> ObjectStat:
         """HEAD the object, retrying transient failures like any ranged GET."""
@@ -384,8 +404,8 @@ class Downloader:
         try:
             return codec.decode(data)
         except codec.CheckpointInvalid as exc:
+            # Not removed here: it may not even be ours. A fresh start replaces it.
             logger.warning("ignoring checkpoint %s: %s", path, exc)
-            files.remove_quietly(path)
             return None
 
     def _mismatch(self, saved: codec.Checkpoint, stat: ObjectStat) -> str | None:
@@ -551,6 +571,8 @@ class Downloader:
             return
         if control.action is ControlAction.CANCEL:
             raise _Cancelled
+        if self._options.checkpoint_path is None:
+            raise DownloadPausedError("download paused; without a checkpoint nothing was kept")
         raise DownloadPausedError("download paused; call again to resume")
 
 

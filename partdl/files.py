@@ -106,6 +106,29 @@ def remove_quietly(path: str) -> None:
         os.unlink(path)
 
 
+def _umask() -> int:
+    # /proc tells without the set-and-restore dance, which races with other threads.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def final_mode(destination: str) -> int:
+    """Permission bits for the finished file: those of the file it replaces, if any,
+    else ``0666 & ~umask`` as for any file a program creates."""
+    try:
+        return stat.S_IMODE(os.stat(destination).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def fsync_directory(path: str) -> None:
     """Make a rename in ``path`` durable; some file systems refuse, which is harmless."""
     try:

@@ -51,6 +51,12 @@ def validate_task_num(task_num: int) -> int:
     return task_num
 
 
+def validate_stall_timeout(seconds: float) -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise InvalidArgumentError(f"stall_timeout must be a positive number, got {seconds!r}")
+    return float(seconds)
+
+
 def choose_part_size(size: int, part_size: int | None = None, *, ranged: bool = True) -> int:
     """The requested part size, validated, or an automatic one for ``size``.
 

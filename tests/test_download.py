@@ -288,3 +288,52 @@ def test_progress_reports_reach_the_total(target: Target, tmp_path: Path) -> Non
     assert seen[-1] == (len(data), len(data))
     assert all(total == len(data) for _, total in seen)
     assert [c for c, _ in seen] == sorted(c for c, _ in seen)
+
+
+def test_object_deleted_between_runs_leaves_nothing_behind(target: Target, tmp_path: Path) -> None:
+    target.put(os.urandom(20 * PART))
+    out = tmp_path / "out"
+    with pytest.raises(Interrupt):
+        target.download(out, part_size=PART, progress_callback=stop_after(0.5))
+    assert leftovers(tmp_path) != []
+    target.store.s3.delete_object(Bucket=target.bucket, Key=target.key)
+
+    with pytest.raises(partdl.NotFoundError):
+        target.download(out, part_size=PART)
+
+    assert leftovers(tmp_path) == []
+
+
+def test_a_file_that_is_not_a_checkpoint_is_never_deleted_for_a_missing_key(
+    target: Target, tmp_path: Path
+) -> None:
+    foreign = tmp_path / "out.dcp"
+    foreign.write_bytes(b"some other tool's state")
+    with pytest.raises(partdl.NotFoundError):
+        target.download(tmp_path / "out", part_size=PART)
+    assert foreign.read_bytes() == b"some other tool's state"
+
+
+@pytest.mark.parametrize("target", ["oss"], indirect=True)
+def test_the_finished_file_gets_ordinary_permissions(target: Target, tmp_path: Path) -> None:
+    target.put(os.urandom(3 * PART))
+    fresh, replaced = tmp_path / "fresh", tmp_path / "replaced"
+    replaced.write_bytes(b"old")
+    replaced.chmod(0o640)
+    previous = os.umask(0o027)
+    try:
+        target.download(fresh, part_size=PART)
+        target.download(replaced, part_size=PART)
+    finally:
+        os.umask(previous)
+    assert fresh.stat().st_mode & 0o777 == 0o640  # 0666 & ~027
+    assert replaced.stat().st_mode & 0o777 == 0o640
+    os.umask(0o022)
+    try:
+        target.download(fresh, part_size=PART)  # replacing keeps the file's own mode
+        (tmp_path / "other").unlink(missing_ok=True)
+        target.download(tmp_path / "other", part_size=PART)
+    finally:
+        os.umask(previous)
+    assert fresh.stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "other").stat().st_mode & 0o777 == 0o644

@@ -19,7 +19,6 @@ import oss2
 import pytest
 
 import partdl
-from partdl.backends.oss import OssBackend
 from partdl.checkpoint import decode
 from tests.faultproxy import Fault, FaultProxy, Record, Rule
 from tests.helpers import PART, leftovers
@@ -51,21 +50,21 @@ class Scene:
     def put(self, data: bytes) -> str:
         return self.store.put(self.bucket, KEY, data)
 
-    def backend(self, *, connect_timeout: float = SDK_TIMEOUT) -> OssBackend:
+    def download(self, **options: Any) -> partdl.DownloadResult:
+        settings: dict[str, Any] = {
+            "part_size": PART,
+            "task_num": 4,
+            "retry": QUICK,
+            "stall_timeout": STALL,
+        }
+        settings.update(options)
         bucket = oss2.Bucket(
             oss2.Auth("test", "test"),
             self.proxy.endpoint,
             self.bucket,
-            connect_timeout=connect_timeout,
+            connect_timeout=settings.pop("connect_timeout", SDK_TIMEOUT),
         )
-        return OssBackend(bucket, KEY, stall_timeout=STALL)
-
-    def download(self, **options: Any) -> partdl.DownloadResult:
-        settings: dict[str, Any] = {"part_size": PART, "task_num": 4, "retry": QUICK}
-        settings.update(options)
-        connect_timeout = settings.pop("connect_timeout", SDK_TIMEOUT)
-        backend = self.backend(connect_timeout=connect_timeout)
-        return partdl.download(backend, self.out, **settings)
+        return partdl.download_file(bucket, KEY, self.out, **settings)
 
     def log(self) -> list[Record]:
         prefix = f"/{self.bucket}/"
@@ -294,7 +293,7 @@ def test_connection_refused_is_retried_then_typed(tmp_path: Path) -> None:
     with pytest.raises(
         partdl.TransferError, match=r"gave up after 3 .*no answer \(ConnectionError\)"
     ):
-        partdl.download(OssBackend(bucket, KEY), tmp_path / "out", retry=policy)
+        partdl.download_file(bucket, KEY, tmp_path / "out", retry=policy)
     assert os.listdir(tmp_path) == []
 
 
@@ -403,3 +402,48 @@ def test_content_range_of_another_size_restarts_the_download(scene: Scene) -> No
     assert scene.out.read_bytes() == data
     assert result.restarts == 1
     assert len(scene.heads()) == 2
+
+
+# -- every backend abandons a stalled body -------------------------------------------------
+
+
+def _proxied_s3(scene: Scene) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=scene.proxy.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def _s3_download(scene: Scene, **options: Any) -> partdl.DownloadResult:
+    bucket = partdl.S3Bucket(_proxied_s3(scene), scene.bucket)
+    return partdl.download_file(bucket, KEY, scene.out, **options)
+
+
+def _http_download(scene: Scene, **options: Any) -> partdl.DownloadResult:
+    url = _proxied_s3(scene).generate_presigned_url(
+        "get_object", Params={"Bucket": scene.bucket, "Key": KEY}
+    )
+    return partdl.download_url(url, scene.out, **options)
+
+
+@pytest.mark.parametrize("download", [_s3_download, _http_download], ids=["s3", "http"])
+def test_a_stalled_body_is_abandoned_by_every_backend(scene: Scene, download: Any) -> None:
+    data = os.urandom(6 * PART)
+    scene.put(data)
+    scene.proxy.set_rules(
+        Rule((Fault("stall", after=10_000),), method="GET", range=f"bytes=0-{PART - 1}", times=1)
+    )
+
+    download(scene, part_size=PART, task_num=2, retry=QUICK, stall_timeout=STALL)
+
+    assert scene.out.read_bytes() == data
+    stalled = [r for r in scene.gets() if r.fault]
+    assert len(stalled) == 1
+    assert stalled[0].ended == "client", "partdl did not abandon the stalled connection"
+    part_zero = [r for r in scene.gets() if r.range and r.range.endswith(f"-{PART - 1}")]
+    assert len(part_zero) == 2  # the stalled request and its retry

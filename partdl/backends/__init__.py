@@ -7,6 +7,8 @@ from typing import Any
 
 from ..backend import Backend
 from ..errors import InvalidArgumentError
+from ..plan import validate_stall_timeout
+from ._body import DEFAULT_STALL_TIMEOUT
 from .s3 import S3Bucket
 
 
@@ -17,21 +19,31 @@ def open_backend(
     version_id: str | None = None,
     headers: Mapping[str, str] | None = None,
     pool_size: int | None = None,
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
 ) -> Backend:
     """The backend for ``bucket``: an ``oss2.Bucket``, an :class:`S3Bucket` or a boto3
     ``s3.Bucket`` resource.
 
     The SDK modules are imported only when such a bucket is passed, so partdl works
     with just the SDK its user has. ``pool_size`` (the download's ``task_num``) is how
-    many connections the backend should keep for reuse.
+    many connections the backend should keep for reuse; ``stall_timeout`` is how long
+    a body may go without delivering a byte before its connection is abandoned.
     """
+    validate_stall_timeout(stall_timeout)
     if not isinstance(key, str) or not key:
         raise InvalidArgumentError(f"key must be a non-empty string, got {key!r}")
     module = type(bucket).__module__
     if module.startswith("oss2"):
         from .oss import OssBackend
 
-        return OssBackend(bucket, key, version_id=version_id, headers=headers, pool_size=pool_size)
+        return OssBackend(
+            bucket,
+            key,
+            version_id=version_id,
+            headers=headers,
+            pool_size=pool_size,
+            stall_timeout=stall_timeout,
+        )
     # A boto3 resource's class is generated at run time: it is known by its name.
     is_resource = module.startswith("boto3.") and type(bucket).__name__ == "s3.Bucket"
     if isinstance(bucket, S3Bucket) or is_resource:
@@ -43,7 +55,7 @@ def open_backend(
         from .s3 import S3Backend
 
         s3_bucket = bucket if isinstance(bucket, S3Bucket) else S3Bucket.from_resource(bucket)
-        return S3Backend(s3_bucket, key, version_id=version_id)
+        return S3Backend(s3_bucket, key, version_id=version_id, stall_timeout=stall_timeout)
     raise InvalidArgumentError(
         f"unsupported bucket type {type(bucket).__qualname__}: pass an oss2.Bucket, "
         "a partdl.S3Bucket or a boto3 s3.Bucket"

@@ -10,6 +10,10 @@ import urllib3.exceptions
 
 from ..errors import TransientError
 
+# Seconds one read of a body may wait for its next byte before the connection is
+# abandoned and the part resumed on a new one (the SDKs' own read timeouts are 60 s).
+DEFAULT_STALL_TIMEOUT = 30.0
+
 # Everything a half-read body can raise that a fresh ranged GET may fix.
 NETWORK_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # resets, refused connections, timeouts (TimeoutError is an OSError)

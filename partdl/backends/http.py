@@ -27,15 +27,16 @@ from ..crc import ChecksumAlgorithm
 from ..engine import DEFAULT_CHUNK_SIZE, DEFAULT_TASK_NUM, ProgressCallback, download
 from ..errors import InvalidArgumentError, ObjectChangedDuringRead, PartdlError, TransientError
 from ..model import Checksum, DownloadResult, ObjectStat
-from ..plan import validate_task_num
+from ..plan import validate_stall_timeout, validate_task_num
 from ..retry import RetryPolicy
-from ._body import NETWORK_ERRORS, Urllib3Body
+from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
 from ._http import check_partial_response, content_range_size, error_class
 
 logger = logging.getLogger("partdl")
 
-# Seconds to connect, and to wait for each read from the socket.
-DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 60.0)
+# Seconds to connect, and to wait for each read from the socket (the stall timeout).
+CONNECT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT: tuple[float, float] = (CONNECT_TIMEOUT, DEFAULT_STALL_TIMEOUT)
 
 # Query parameters that carry a signature, a credential, a token or an expiry (S3
 # SigV2/SigV4, OSS V1/V4, GCS, Azure SAS, CloudFront). A re-signed URL changes them
@@ -468,6 +469,7 @@ def download_url(
     retry: RetryPolicy | None = None,
     control: Control | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
 ) -> DownloadResult:
     """Download the object at an HTTP(S) ``url`` to ``path`` in parallel ranges, resumably.
 
@@ -481,7 +483,12 @@ def download_url(
     """
     validate_task_num(task_num)
     with HttpBackend(
-        url, head_url=head_url, session=session, headers=headers, pool_size=task_num
+        url,
+        head_url=head_url,
+        session=session,
+        headers=headers,
+        pool_size=task_num,
+        timeout=(CONNECT_TIMEOUT, validate_stall_timeout(stall_timeout)),
     ) as backend:
         return download(
             backend,

@@ -16,7 +16,7 @@ import requests.utils
 from ..crc import ChecksumAlgorithm
 from ..errors import PartdlError, TransientError
 from ..model import Checksum, ObjectStat
-from ._body import NETWORK_ERRORS, Urllib3Body
+from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
 from ._http import check_partial_response, error_class
 
 
@@ -126,7 +126,7 @@ class OssBackend:
         *,
         version_id: str | None = None,
         headers: Mapping[str, str] | None = None,
-        stall_timeout: float | None = None,
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
         pool_size: int | None = None,
     ) -> None:
         self._bucket = _private_bucket(bucket, key, pool_size)

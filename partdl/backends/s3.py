@@ -22,7 +22,7 @@ from ..errors import (
     TransientError,
 )
 from ..model import Checksum, ObjectStat
-from ._body import NETWORK_ERRORS, Urllib3Body
+from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
 from ._http import check_partial_response, error_class
 
 
@@ -154,9 +154,17 @@ class S3Backend:
     ``IfMatch`` with the HEAD's ETag, and ``VersionId`` when a version was asked for.
     """
 
-    def __init__(self, bucket: S3Bucket, key: str, *, version_id: str | None = None) -> None:
+    def __init__(
+        self,
+        bucket: S3Bucket,
+        key: str,
+        *,
+        version_id: str | None = None,
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
+    ) -> None:
         from botocore import exceptions as sdk
 
+        self._stall_timeout = stall_timeout
         self._client = bucket.client
         self._name = bucket.name
         self._key = key
@@ -195,7 +203,7 @@ class S3Backend:
         )
         # botocore's StreamingBody wraps the urllib3 response; read that directly.
         raw = response["Body"]._raw_stream
-        body = Urllib3Body(raw, end - start)
+        body = Urllib3Body(raw, end - start, stall_timeout=self._stall_timeout)
         try:
             status = int(response["ResponseMetadata"]["HTTPStatusCode"])
             check_partial_response(status, raw.headers, start, end, stat.size)
