@@ -17,6 +17,7 @@ from .backends import open_backend
 from .backends._body import DEFAULT_STALL_TIMEOUT
 from .backends.http import download_url
 from .backends.s3 import S3Bucket
+from .backends.subrange import ByteRange, narrowed
 from .control import Control, ControlAction
 from .crc import ChecksumAlgorithm
 from .engine import DEFAULT_CHUNK_SIZE, DEFAULT_TASK_NUM, ProgressCallback, download
@@ -47,6 +48,7 @@ __all__ = [
     "MIN_PART_SIZE",
     "AccessDeniedError",
     "Backend",
+    "ByteRange",
     "Checksum",
     "ChecksumAlgorithm",
     "Control",
@@ -90,6 +92,7 @@ def download_file(
     control: Control | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+    byte_range: ByteRange | tuple[int, int | None] | None = None,
 ) -> DownloadResult:
     """Download ``key`` from ``bucket`` to ``path`` in parallel ranges, resumably.
 
@@ -103,11 +106,13 @@ def download_file(
     limit, ...). A connection that delivers nothing for ``stall_timeout`` seconds is
     abandoned and its part resumed on a new one, under ``retry``. The destination is
     replaced only once the whole file is in place and its checksum matches the server's.
+    ``byte_range=(start, end)`` downloads only those bytes, ``end`` inclusive as in HTTP
+    (``None`` for the end of the object).
 
     Raises a :class:`PartdlError` subclass on failure; bad arguments raise
     :class:`InvalidArgumentError`, which is also a ``ValueError``.
     """
-    backend = open_backend(
+    whole = open_backend(
         bucket,
         key,
         version_id=version_id,
@@ -116,7 +121,7 @@ def download_file(
         stall_timeout=stall_timeout,
     )
     return download(
-        backend,
+        narrowed(whole, byte_range),
         path,
         part_size=part_size,
         task_num=task_num,

@@ -30,7 +30,7 @@ from . import __version__
 from .backend import Backend
 from .backends import open_backend
 from .backends._body import DEFAULT_STALL_TIMEOUT
-from .backends.subrange import ByteRange, SubRangeBackend
+from .backends.subrange import ByteRange, narrowed
 from .engine import download
 from .errors import (
     AccessDeniedError,
@@ -450,7 +450,7 @@ def open_source(source: Source, args: argparse.Namespace) -> Iterator[Backend]:
             backend = open_backend(
                 bucket, source.key, version_id=args.version_id, stall_timeout=args.stall_timeout
             )
-        yield backend if args.range is None else SubRangeBackend(backend, args.range)
+        yield narrowed(backend, args.range)
 
 
 # -- output -------------------------------------------------------------------------------

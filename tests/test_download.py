@@ -337,3 +337,21 @@ def test_the_finished_file_gets_ordinary_permissions(target: Target, tmp_path: P
         os.umask(previous)
     assert fresh.stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "other").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize(
+    ("byte_range", "expected"),
+    [((5, 5 * PART + 7), slice(5, 5 * PART + 8)), ((3 * PART, None), slice(3 * PART, None))],
+    ids=["closed", "to-the-end"],
+)
+def test_a_byte_range_of_the_object(
+    target: Target, tmp_path: Path, byte_range: tuple[int, int | None], expected: slice
+) -> None:
+    data = os.urandom(8 * PART + 11)
+    target.put(data)
+    out = tmp_path / "out"
+    result = target.download(out, part_size=PART, byte_range=byte_range)
+    assert out.read_bytes() == data[expected]
+    assert result.size == len(data[expected])
+    assert not result.verified  # a slice has no server checksum to compare
+    assert leftovers(tmp_path, "out") == []

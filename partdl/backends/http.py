@@ -31,6 +31,7 @@ from ..plan import validate_stall_timeout, validate_task_num
 from ..retry import RetryPolicy
 from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
 from ._http import check_partial_response, content_range_size, error_class
+from .subrange import ByteRange, narrowed
 
 logger = logging.getLogger("partdl")
 
@@ -470,6 +471,7 @@ def download_url(
     control: Control | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+    byte_range: ByteRange | tuple[int, int | None] | None = None,
 ) -> DownloadResult:
     """Download the object at an HTTP(S) ``url`` to ``path`` in parallel ranges, resumably.
 
@@ -491,7 +493,7 @@ def download_url(
         timeout=(CONNECT_TIMEOUT, validate_stall_timeout(stall_timeout)),
     ) as backend:
         return download(
-            backend,
+            narrowed(backend, byte_range),
             path,
             part_size=part_size,
             task_num=task_num,

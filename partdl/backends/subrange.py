@@ -55,6 +55,15 @@ class ByteRange:
         return self.start, last + 1
 
 
+def narrowed(backend: Backend, byte_range: ByteRange | tuple[int, int | None] | None) -> Backend:
+    """``backend`` itself, or the slice ``byte_range`` (inclusive, as in HTTP) of it."""
+    if byte_range is None:
+        return backend
+    if not isinstance(byte_range, ByteRange):
+        byte_range = ByteRange(*byte_range)
+    return SubRangeBackend(backend, byte_range)
+
+
 class SubRangeBackend:
     """The bytes ``byte_range`` selects of the object ``inner`` names."""
 
