@@ -20,7 +20,7 @@ from .backends.s3 import S3Bucket
 from .backends.subrange import ByteRange, narrowed
 from .control import Control, ControlAction
 from .crc import ChecksumAlgorithm
-from .engine import DEFAULT_CHUNK_SIZE, DEFAULT_TASK_NUM, ProgressCallback, download
+from .engine import download
 from .errors import (
     AccessDeniedError,
     DownloadCancelledError,
@@ -36,6 +36,7 @@ from .errors import (
     TransferError,
 )
 from .model import Checksum, DownloadResult, ObjectStat
+from .options import DEFAULT_CHUNK_SIZE, DEFAULT_TASK_NUM, ProgressCallback
 from .plan import DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE
 from .retry import RetryPolicy
 

@@ -24,9 +24,10 @@ import requests.adapters
 
 from ..control import Control
 from ..crc import ChecksumAlgorithm
-from ..engine import DEFAULT_CHUNK_SIZE, DEFAULT_TASK_NUM, ProgressCallback, download
+from ..engine import download
 from ..errors import InvalidArgumentError, ObjectChangedDuringRead, PartdlError, TransientError
 from ..model import Checksum, DownloadResult, ObjectStat
+from ..options import DEFAULT_CHUNK_SIZE, DEFAULT_TASK_NUM, ProgressCallback
 from ..plan import validate_stall_timeout, validate_task_num
 from ..retry import RetryPolicy
 from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
