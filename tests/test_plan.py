@@ -8,9 +8,11 @@ import pytest
 
 from partdl.errors import InvalidArgumentError
 from partdl.plan import (
+    AUTO_MIN_PARTS,
     DEFAULT_PART_SIZE,
     MAX_AUTO_PARTS,
     MAX_PART_SIZE,
+    MIN_AUTO_PART_SIZE,
     MIN_PART_SIZE,
     GiB,
     MiB,
@@ -53,8 +55,13 @@ def test_plan_covers_a_large_object_without_gaps() -> None:
 @pytest.mark.parametrize(
     ("size", "requested", "expected"),
     [
-        (0, None, DEFAULT_PART_SIZE),
-        (1, None, DEFAULT_PART_SIZE),
+        (0, None, MIN_AUTO_PART_SIZE),
+        (1, None, MIN_AUTO_PART_SIZE),
+        (AUTO_MIN_PARTS * MIN_AUTO_PART_SIZE + 1, None, MIN_AUTO_PART_SIZE + 64 * 1024),
+        (64 * MiB, None, 8 * MiB),
+        (100 * 10**6, None, 12_517_376),  # 8 parts, each a multiple of 64 KiB
+        (AUTO_MIN_PARTS * DEFAULT_PART_SIZE - 1, None, DEFAULT_PART_SIZE),
+        (AUTO_MIN_PARTS * DEFAULT_PART_SIZE, None, DEFAULT_PART_SIZE),
         (DEFAULT_PART_SIZE * MAX_AUTO_PARTS, None, DEFAULT_PART_SIZE),
         (DEFAULT_PART_SIZE * MAX_AUTO_PARTS + 1, None, 2 * DEFAULT_PART_SIZE),
         (10**15, None, MAX_PART_SIZE),

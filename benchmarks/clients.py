@@ -1,0 +1,232 @@
+"""The Python contenders, one per process: ``python -m benchmarks.clients KIND ...``.
+
+Each run is a whole process so that its wall time includes what a user waits for
+(interpreter, imports, HEAD) and its peak RSS is its own. It prints one JSON line,
+``{"seconds": <time inside the download call>, "peak_rss": <VmHWM bytes>}``, which
+the runner records next to the process's wall time and polled peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+# The object is served at /<bucket>/<name> whatever the bucket; these only tell the
+# requests apart in a packet capture.
+OSS_BUCKET, S3_BUCKET, PLAIN_PREFIX = "oss", "s3", "plain"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Request:
+    kind: str
+    endpoint: str
+    name: str
+    dest: str
+    part_size: int | None
+    task_num: int
+    checkpoint: bool
+    crc: bool
+    chunk_size: int | None
+
+
+def _boto3_client(request: Request) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=request.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        # Every contender gets a pool that holds all of its workers' connections.
+        config=Config(s3={"addressing_style": "path"}, max_pool_connections=request.task_num),
+    )
+
+
+def _oss2_bucket(request: Request) -> Any:
+    import oss2
+
+    oss2.defaults.connection_pool_size = max(oss2.defaults.connection_pool_size, request.task_num)
+    auth = oss2.Auth("bench", "bench")
+    return oss2.Bucket(auth, request.endpoint, OSS_BUCKET, enable_crc=request.crc)
+
+
+def _without_crc() -> None:
+    """Measurement only: make partdl skip every checksum, to price the CRC work.
+
+    The parts' CRC function becomes a no-op and the backend stops publishing the
+    server's checksum (it would no longer match); nothing else changes.
+    """
+    from partdl import crc
+
+    def no_crc(value: int, data: crc.Buffer) -> int:
+        return value
+
+    for algorithm in crc.ChecksumAlgorithm:
+        crc._UPDATERS[algorithm] = no_crc
+
+
+class _NoChecksum:
+    """A Backend that hides the server's whole-object checksum (with ``_without_crc``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    @property
+    def source(self) -> str:
+        return str(self._inner.source)
+
+    def stat(self) -> Any:
+        return dataclasses.replace(self._inner.stat(), checksum=None)
+
+    def read(self, start: int, end: int, stat: Any) -> Any:
+        return self._inner.read(start, end, stat)
+
+
+Call = Callable[[], object]
+
+
+def _partdl(request: Request) -> Call:
+    import partdl
+    from partdl.backends import open_backend
+
+    options: dict[str, Any] = {
+        "part_size": request.part_size,
+        "task_num": request.task_num,
+        "checkpoint": request.checkpoint,
+    }
+    if request.chunk_size is not None:
+        options["chunk_size"] = request.chunk_size
+    if request.kind == "partdl-http":
+        url = f"{request.endpoint}/{PLAIN_PREFIX}/{request.name}"
+        return functools.partial(partdl.download_url, url, request.dest, **options)
+    if request.kind == "partdl-s3":
+        bucket: Any = _s3_resource_bucket(request)
+    else:
+        bucket = _oss2_bucket(request)
+    if request.crc:
+        return functools.partial(
+            partdl.download_file, bucket, request.name, request.dest, **options
+        )
+    _without_crc()
+    backend = _NoChecksum(open_backend(bucket, request.name, pool_size=request.task_num))
+    return functools.partial(partdl.download, backend, request.dest, **options)
+
+
+def _s3_resource_bucket(request: Request) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    resource = boto3.resource(
+        "s3",
+        endpoint_url=request.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+        config=Config(s3={"addressing_style": "path"}, max_pool_connections=request.task_num),
+    )
+    return resource.Bucket(S3_BUCKET)
+
+
+def _boto3(request: Request) -> Call:
+    from boto3.s3.transfer import TransferConfig
+
+    part = request.part_size or 8 * 1024 * 1024
+    config = TransferConfig(
+        multipart_threshold=part,
+        multipart_chunksize=part,
+        max_concurrency=request.task_num,
+        preferred_transfer_client="classic",  # s3transfer, not the CRT client
+    )
+    client = _boto3_client(request)
+    return functools.partial(
+        client.download_file, S3_BUCKET, request.name, request.dest, Config=config
+    )
+
+
+def _oss2(request: Request) -> Call:
+    import oss2
+
+    part = request.part_size or 8 * 1024 * 1024
+    store = oss2.ResumableDownloadStore(root=os.path.dirname(request.dest), dir=".oss2-records")
+    return functools.partial(
+        oss2.resumable_download,
+        _oss2_bucket(request),
+        request.name,
+        request.dest,
+        multiget_threshold=part,
+        part_size=part,
+        num_threads=request.task_num,
+        store=store,
+    )
+
+
+_PREPARE: dict[str, Callable[[Request], Call]] = {
+    "partdl-oss": _partdl,
+    "partdl-s3": _partdl,
+    "partdl-http": _partdl,
+    "boto3": _boto3,
+    "oss2": _oss2,
+}
+
+
+def run(request: Request) -> float:
+    """Download once; return the seconds spent inside the download call.
+
+    Imports and the SDK's client or bucket are made first, outside the timing: the
+    process's wall time, which the runner measures, includes them.
+    """
+    call = _PREPARE[request.kind](request)
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def _parse(argv: list[str] | None) -> Request:
+    parser = argparse.ArgumentParser(description="run one benchmark contender")
+    parser.add_argument("kind", choices=sorted(_PREPARE))
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--dest", required=True)
+    parser.add_argument("--part-size", type=int, default=None)
+    parser.add_argument("--task-num", type=int, default=8)
+    parser.add_argument("--no-checkpoint", action="store_true")
+    parser.add_argument("--no-crc", action="store_true")
+    parser.add_argument("--chunk-size", type=int, default=None, help="partdl only")
+    args = parser.parse_args(argv)
+    return Request(
+        kind=args.kind,
+        endpoint=args.endpoint,
+        name=args.name,
+        dest=args.dest,
+        part_size=args.part_size,
+        task_num=args.task_num,
+        checkpoint=not args.no_checkpoint,
+        crc=not args.no_crc,
+        chunk_size=args.chunk_size,
+    )
+
+
+def peak_rss() -> int:
+    """This process's ``VmHWM`` (peak resident set since ``exec``), bytes."""
+    with open("/proc/self/status", "rb") as status:
+        for line in status:
+            if line.startswith(b"VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    seconds = run(_parse(argv))
+    print(json.dumps({"seconds": seconds, "peak_rss": peak_rss()}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""Running things: the server process, one contender process, its wall time and peak RSS."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import fastcrc
+
+from partdl.plan import MiB
+
+from .clients import PLAIN_PREFIX
+from .scenarios import ARIA2C, CURL, ObjectSpec, Variant
+from .server import Behaviour
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "benchmarks" / ".data"
+_SERVER_START_TIMEOUT = 120.0
+_FILE_CHUNK = 64 * MiB
+_RSS_POLL_MS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One run of one variant."""
+
+    label: str
+    run: int
+    wall: float
+    """Seconds from spawning the process to its exit."""
+    inner: float | None
+    """Seconds inside the download call, for the Python contenders."""
+    max_rss: int
+    """Peak resident set of the process, bytes (its ``VmHWM``)."""
+    cpu: float
+    """User plus system CPU seconds of the process (``wait4``)."""
+    ok: bool
+    error: str = ""
+
+
+def object_path(spec: ObjectSpec) -> Path:
+    return DATA / f"{spec.name}-{spec.base_size}.bin"
+
+
+def object_file(spec: ObjectSpec) -> Path:
+    """The random file behind ``spec``, created on first use."""
+    path = object_path(spec)
+    if path.exists() and path.stat().st_size == spec.base_size:
+        return path
+    DATA.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(".tmp")
+    with open(staging, "wb") as handle:
+        left = spec.base_size
+        while left:
+            chunk = os.urandom(min(left, 16 * MiB))
+            handle.write(chunk)
+            left -= len(chunk)
+    staging.replace(path)
+    return path
+
+
+def file_crc(path: Path) -> tuple[int, int]:
+    """(size, CRC-64/XZ) of a file, to check every contender's output."""
+    crc = size = 0
+    buffer = bytearray(_FILE_CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while count := handle.readinto(buffer):
+            crc = fastcrc.crc64.xz(view[:count], initial=crc)
+            size += count
+    return size, crc
+
+
+class ServerProcess:
+    """``benchmarks.server`` in its own process, so it never shares a GIL with a contender."""
+
+    def __init__(self, objects: dict[str, tuple[Path, int]], behaviour: Behaviour) -> None:
+        argv = [sys.executable, "-m", "benchmarks.server"]
+        for name, (path, repeat) in objects.items():
+            argv += ["--object", f"{name}={path}*{repeat}"]
+        argv += ["--rate", str(behaviour.rate), "--delay", str(behaviour.delay)]
+        self._proc = subprocess.Popen(
+            argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_env()
+        )
+        assert self._proc.stdout is not None
+        ready, _, _ = select.select([self._proc.stdout], [], [], _SERVER_START_TIMEOUT)
+        line = self._proc.stdout.readline().decode() if ready else ""
+        if not line.startswith("PORT "):
+            self.close()
+            raise RuntimeError("the benchmark server did not start")
+        self.endpoint = f"http://127.0.0.1:{int(line.split()[1])}"
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()  # the server exits when its stdin closes
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+
+@contextlib.contextmanager
+def serving(objects: dict[str, tuple[Path, int]], behaviour: Behaviour) -> Iterator[str]:
+    server = ServerProcess(objects, behaviour)
+    try:
+        yield server.endpoint
+    finally:
+        server.close()
+
+
+def child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def command(variant: Variant, endpoint: str, name: str, dest: Path) -> list[str]:
+    """The exact command line one run of ``variant`` executes."""
+    url = f"{endpoint}/{PLAIN_PREFIX}/{name}"
+    if variant.contender == CURL:
+        return ["curl", "-sS", "--fail", "-o", str(dest), url]
+    if variant.contender == ARIA2C:
+        # -k is at least 1 MiB and at most 1 GiB in aria2c; falloc reserves the file as
+        # partdl does (aria2c's default, prealloc, writes zeros first).
+        split = min(max((variant.part_size or MiB) // MiB, 1), 1024)
+        n = str(min(variant.task_num, 16))
+        return [
+            "aria2c",
+            *("-x", n, "-s", n, "-k", f"{split}M"),
+            "--file-allocation=falloc",
+            *("-d", str(dest.parent), "-o", dest.name),
+            "--allow-overwrite=true",
+            "--auto-file-renaming=false",
+            "--summary-interval=0",
+            "--console-log-level=error",
+            "-q",
+            url,
+        ]
+    kind = variant.contender
+    argv = [sys.executable, "-m", "benchmarks.clients", kind, "--endpoint", endpoint]
+    argv += ["--name", name, "--dest", str(dest), "--task-num", str(variant.task_num)]
+    if variant.part_size is not None:
+        argv += ["--part-size", str(variant.part_size)]
+    if not variant.checkpoint:
+        argv.append("--no-checkpoint")
+    if not variant.crc:
+        argv.append("--no-crc")
+    if variant.chunk_size is not None:
+        argv += ["--chunk-size", str(variant.chunk_size)]
+    return argv
+
+
+def _high_water(pid: int) -> int:
+    """``VmHWM`` of a running process, bytes; 0 once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _wait(pid: int, timeout: float) -> tuple[int, int, float, float]:
+    """Wait for ``pid`` to exit: (exit status, peak RSS in bytes, time of exit, CPU s).
+
+    The peak comes from polling ``VmHWM``, the high-water mark of the process's own
+    address space. ``ru_maxrss`` from ``wait4`` would not do: Linux folds into it the
+    peak of the address space the child ran in before ``exec``, which is this
+    runner's when ``subprocess`` spawns with ``vfork``.
+    """
+    pidfd = os.pidfd_open(pid)
+    deadline = time.perf_counter() + timeout
+    peak = 0
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        while not poller.poll(_RSS_POLL_MS):
+            peak = max(peak, _high_water(pid))
+            if time.perf_counter() > deadline:
+                os.kill(pid, 9)
+                poller.poll()
+                break
+        ended = time.perf_counter()
+    finally:
+        os.close(pidfd)
+    _, status, usage = os.wait4(pid, 0)
+    return status, peak, ended, usage.ru_utime + usage.ru_stime
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    code: int
+    wall: float
+    peak_rss: int
+    cpu: float
+
+
+def execute(argv: list[str], log: Path, timeout: float) -> Execution:
+    """Run ``argv`` with its output going to ``log``."""
+    with open(log, "wb") as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=out, env=child_env())
+        status, peak, ended, cpu = _wait(proc.pid, timeout)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Execution(proc.returncode, ended - started, peak, cpu)
+
+
+def _client_report(log: Path) -> dict[str, float]:
+    """The JSON line a Python contender prints last (see ``benchmarks.clients``)."""
+    for line in reversed(log.read_text(errors="replace").splitlines()):
+        if line.startswith('{"seconds"'):
+            found: dict[str, float] = json.loads(line)
+            return found
+    return {}
+
+
+def clean(directory: Path) -> None:
+    for entry in directory.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def measure(
+    variant: Variant,
+    run: int,
+    endpoint: str,
+    name: str,
+    expected: tuple[int, int],
+    work: Path,
+    timeout: float,
+) -> Measurement:
+    """One whole-process run; the output is checked byte for byte (by CRC), then removed."""
+    dest = work / "out.bin"
+    log = DATA / "last-run.log"
+    done = execute(command(variant, endpoint, name, dest), log, timeout)
+    error = ""
+    if done.code != 0:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
+        error = f"exit {done.code}: {tail[0][:200]}"
+    elif not dest.exists():
+        error = "no output file"
+    elif file_crc(dest) != expected:
+        error = "output differs from the object"
+    reported = _client_report(log) if variant.contender not in (ARIA2C, CURL) else {}
+    inner = reported.get("seconds")
+    # The client's own final reading catches a peak in the last poll interval.
+    rss = max(done.peak_rss, int(reported.get("peak_rss", 0)))
+    clean(work)
+    return Measurement(variant.label, run, done.wall, inner, rss, done.cpu, not error, error)
