@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import oss2
 import pytest
 
 import partdl
 from tests.helpers import PART, Interrupt, leftovers, read_checkpoint, recorded_parts, stop_after
+from tests.store import LocalStore
 from tests.targets import Target
 
 SIZES = [0, 1, PART - 1, PART, PART + 1, 10 * 1024 * 1024 + 12_345]
@@ -355,3 +357,11 @@ def test_a_byte_range_of_the_object(
     assert result.size == len(data[expected])
     assert not result.verified  # a slice has no server checksum to compare
     assert leftovers(tmp_path, "out") == []
+
+
+def test_a_client_side_encrypted_oss_bucket_is_refused(store: LocalStore, tmp_path: Path) -> None:
+    # Built without __init__: a real provider needs a key pair, and only the type matters.
+    crypto = oss2.CryptoBucket.__new__(oss2.CryptoBucket)
+    with pytest.raises(partdl.InvalidArgumentError, match="CryptoBucket"):
+        partdl.download_file(crypto, "key", tmp_path / "out")
+    assert os.listdir(tmp_path) == []

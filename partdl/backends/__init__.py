@@ -34,8 +34,9 @@ def open_backend(
         raise InvalidArgumentError(f"key must be a non-empty string, got {key!r}")
     module = type(bucket).__module__
     if module.startswith("oss2"):
-        from .oss import OssBackend
+        from .oss import OssBackend, refuse_client_side_encryption
 
+        refuse_client_side_encryption(bucket)
         return OssBackend(
             bucket,
             key,

@@ -14,7 +14,7 @@ import requests.adapters
 import requests.utils
 
 from ..crc import ChecksumAlgorithm
-from ..errors import PartdlError, TransientError
+from ..errors import InvalidArgumentError, PartdlError, TransientError
 from ..model import Checksum, ObjectStat
 from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
 from ._http import check_partial_response, error_class
@@ -116,6 +116,15 @@ def _private_bucket(bucket: oss2.Bucket, key: str, pool_size: int | None) -> oss
     if session is not None:
         private.session = session
     return private
+
+
+def refuse_client_side_encryption(bucket: oss2.Bucket) -> None:
+    """Ranged reads of a CryptoBucket's object are ciphertext: never write them as the file."""
+    if isinstance(bucket, oss2.CryptoBucket):
+        raise InvalidArgumentError(
+            "oss2.CryptoBucket (client-side encryption) is not supported: partdl would "
+            "save the encrypted bytes; download through oss2's own API instead"
+        )
 
 
 class OssBackend:
