@@ -35,19 +35,24 @@ class Request:
     chunk_size: int | None
 
 
-def _boto3_client(request: Request) -> Any:
-    import boto3
+def _boto3_options(request: Request) -> dict[str, Any]:
+    """What boto3 clients and resources are built with, for the same server and pool."""
     from botocore.config import Config
 
-    return boto3.client(
-        "s3",
-        endpoint_url=request.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
+    return {
+        "endpoint_url": request.endpoint,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "bench",
+        "aws_secret_access_key": "bench",
         # Every contender gets a pool that holds all of its workers' connections.
-        config=Config(s3={"addressing_style": "path"}, max_pool_connections=request.task_num),
-    )
+        "config": Config(s3={"addressing_style": "path"}, max_pool_connections=request.task_num),
+    }
+
+
+def _boto3_client(request: Request) -> Any:
+    import boto3
+
+    return boto3.client("s3", **_boto3_options(request))
 
 
 def _oss2_bucket(request: Request) -> Any:
@@ -122,16 +127,8 @@ def _partdl(request: Request) -> Call:
 
 def _s3_resource_bucket(request: Request) -> Any:
     import boto3
-    from botocore.config import Config
 
-    resource = boto3.resource(
-        "s3",
-        endpoint_url=request.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-        config=Config(s3={"addressing_style": "path"}, max_pool_connections=request.task_num),
-    )
+    resource = boto3.resource("s3", **_boto3_options(request))
     return resource.Bucket(S3_BUCKET)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import boto3
+import botocore.config
 import fastcrc
 import oss2
 from moto.core.models import DEFAULT_ACCOUNT_ID
@@ -58,6 +59,21 @@ def _corrupt_checksum(header: tuple[str, str]) -> tuple[str, str]:
     return name, base64.b64encode(bytes(raw)).decode() + dash + parts
 
 
+# What every test's boto3 client or resource is built with; moto checks no signature.
+S3_OPTIONS: dict[str, str] = {
+    "region_name": "us-east-1",
+    "aws_access_key_id": "test",
+    "aws_secret_access_key": "test",
+}
+
+
+def s3_client(endpoint: str, **config: Any) -> Any:
+    """A boto3 S3 client for ``endpoint``; ``config`` goes to ``botocore.config.Config``."""
+    return boto3.client(
+        "s3", endpoint_url=endpoint, config=botocore.config.Config(**config), **S3_OPTIONS
+    )
+
+
 class LocalStore:
     """moto on ``127.0.0.1:<free port>`` in a background thread."""
 
@@ -76,13 +92,7 @@ class LocalStore:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         self.endpoint = f"http://127.0.0.1:{self._server.server_port}"
-        self.s3 = boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
+        self.s3 = s3_client(self.endpoint)
 
     def close(self) -> None:
         self._server.shutdown()

@@ -12,11 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
-import botocore.config
-
 import partdl
-from tests.store import LocalStore, Seen
+from tests.store import LocalStore, Seen, s3_client
 
 
 @dataclasses.dataclass
@@ -63,14 +60,7 @@ def _s3_download(target: Target, path: Path, options: dict[str, Any]) -> partdl.
 @functools.cache
 def signer(endpoint: str) -> Any:
     """A SigV4 client for presigning, as a user's application would have."""
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=botocore.config.Config(signature_version="s3v4"),
-    )
+    return s3_client(endpoint, signature_version="s3v4")
 
 
 def presign(target: Target, operation: str = "get_object") -> str:

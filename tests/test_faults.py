@@ -22,7 +22,7 @@ import partdl
 from partdl.checkpoint import decode
 from tests.faultproxy import Fault, FaultProxy, Record, Rule
 from tests.helpers import PART, leftovers
-from tests.store import LocalStore, Seen
+from tests.store import LocalStore, Seen, s3_client
 
 KEY = "data/object.bin"
 # Fast backoff: the tests are about what is retried, not how long it waits.
@@ -408,15 +408,7 @@ def test_content_range_of_another_size_restarts_the_download(scene: Scene) -> No
 
 
 def _proxied_s3(scene: Scene) -> Any:
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=scene.proxy.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    return s3_client(scene.proxy.endpoint)
 
 
 def _s3_download(scene: Scene, **options: Any) -> partdl.DownloadResult:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import botocore.config
 import pytest
 
 import partdl
@@ -22,7 +21,7 @@ from partdl.errors import ObjectChangedDuringRead, TransientError
 from partdl.model import Checksum
 from tests.helpers import PART, leftovers
 from tests.servers import ObjectServer
-from tests.store import LocalStore
+from tests.store import S3_OPTIONS, LocalStore, s3_client
 from tests.test_crc import REFERENCES
 
 KEY = "data/object.bin"
@@ -32,17 +31,6 @@ S3_ALGORITHMS = [ChecksumAlgorithm.CRC32, ChecksumAlgorithm.CRC32C, ChecksumAlgo
 
 def b64(value: int, width: int) -> str:
     return base64.b64encode(value.to_bytes(width // 8, "big")).decode()
-
-
-def client_for(endpoint: str, **config: Any) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=botocore.config.Config(**config),
-    )
 
 
 def download(store: LocalStore, bucket: str, path: Path, **options: Any) -> partdl.DownloadResult:
@@ -187,13 +175,7 @@ def test_a_boto3_bucket_resource_is_accepted(
 ) -> None:
     data = os.urandom(3 * PART)
     store.put(bucket_name, KEY, data)
-    resource = boto3.resource(
-        "s3",
-        endpoint_url=store.endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    resource = boto3.resource("s3", endpoint_url=store.endpoint, **S3_OPTIONS)
     result = partdl.download_file(resource.Bucket(bucket_name), KEY, tmp_path / "out")
     assert (tmp_path / "out").read_bytes() == data
     assert result.verified  # boto3 uploads with a CRC32 by default
@@ -291,7 +273,7 @@ def test_error_answers_map_to_typed_errors(
     no_retries: dict[str, Any], status: int, code: str, error: type[partdl.PartdlError]
 ) -> None:
     with ObjectServer(error=(status, _XML.format(code).encode())) as server:
-        backend = S3Backend(partdl.S3Bucket(client_for(server.endpoint, **no_retries), "b"), KEY)
+        backend = S3Backend(partdl.S3Bucket(s3_client(server.endpoint, **no_retries), "b"), KEY)
         with pytest.raises(partdl.PartdlError) as raised:
             backend.read(0, 10, partdl.ObjectStat(size=10, etag='"e"', last_modified=None))
     assert type(raised.value) is error
@@ -304,7 +286,7 @@ def test_forbidden_head_is_access_denied_and_leaves_nothing(
     out = tmp_path / "out"
     out.write_bytes(b"precious")
     with ObjectServer(error=(403, b"")) as server:
-        bucket = partdl.S3Bucket(client_for(server.endpoint, **no_retries), "b")
+        bucket = partdl.S3Bucket(s3_client(server.endpoint, **no_retries), "b")
         with pytest.raises(partdl.AccessDeniedError):
             partdl.download_file(bucket, KEY, out)
     assert out.read_bytes() == b"precious"
@@ -315,7 +297,7 @@ def test_unreachable_endpoint_is_transient(no_retries: dict[str, Any]) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = client_for(f"http://127.0.0.1:{port}", connect_timeout=2, **no_retries)
+    client = s3_client(f"http://127.0.0.1:{port}", connect_timeout=2, **no_retries)
     with pytest.raises(TransientError):
         S3Backend(partdl.S3Bucket(client, "b"), KEY).stat()
 
