@@ -10,7 +10,7 @@ from pathlib import Path
 from partdl.plan import MiB
 
 from .measure import Measurement
-from .scenarios import ARIA2C, BOTO3, CURL, OSS2, Scenario, Variant
+from .scenarios import ARIA2C, BOTO3, CURL, FLOOR, OSS2, Scenario, Variant
 
 RSS_LIMIT = 100 * MiB
 
@@ -90,6 +90,27 @@ def _cost_target(name: str, goal: float, summaries: Sequence[Summary]) -> Target
     return Target(name, f"<= {goal:.0%}", f"{cost:+.1%}", cost <= goal)
 
 
+def _floor_context(ref: Summary, rows: Sequence[Summary]) -> list[Target]:
+    """What the bare-socket floor reaches against the same rivals: no goal, context.
+
+    When even the floor falls short of a ratio, no client doing partdl's work can
+    meet it on this machine.
+    """
+    floor = _find(rows, FLOOR)
+    if floor is None or not floor.throughput:
+        return []
+    share = f"{ref.throughput / floor.throughput:.2f} of the floor"
+    if ref.inner and floor.inner:
+        share += f" ({floor.inner / ref.inner:.2f} in the call)"
+    found = [Target("(a) partdl, share of the bare-socket floor", "context", share, None)]
+    for name, contender in (("boto3/s3transfer", BOTO3), ("aria2c", ARIA2C), ("curl", CURL)):
+        other = _find(rows, contender)
+        if other is not None and other.throughput:
+            ratio = floor.throughput / other.throughput
+            found.append(Target(f"(a) floor vs {name}", "context", f"{ratio:.2f}x", None))
+    return found
+
+
 def targets(results: dict[str, tuple[Scenario, list[Summary]]]) -> list[Target]:
     """The issue's targets, judged on this run's medians."""
     found: list[Target] = []
@@ -102,6 +123,7 @@ def targets(results: dict[str, tuple[Scenario, list[Summary]]]) -> list[Target]:
             _ratio_target("(a) partdl vs aria2c", 1.8, ref, _find(rows, ARIA2C)),
             _ratio_target("(a) partdl vs curl", 1.5, ref, _find(rows, CURL)),
         ]
+        found += _floor_context(ref, rows)
         for row in rows:
             if row.variant.is_partdl and row.variant.task_num >= 16:
                 found.append(_rss_target(f"(a) {row.variant.label}", row))

@@ -26,6 +26,7 @@ BOTO3 = "boto3"
 OSS2 = "oss2"
 ARIA2C = "aria2c"
 CURL = "curl"
+FLOOR = "floor"
 
 LABELS = {
     PARTDL_OSS: "partdl (OSS)",
@@ -35,6 +36,7 @@ LABELS = {
     OSS2: "oss2.resumable_download",
     ARIA2C: "aria2c",
     CURL: "curl",
+    FLOOR: "floor: bare sockets, no HTTP library, no CRC",
 }
 PER_CONNECTION_CAP = 50 * MiB
 FIRST_BYTE_DELAY = 0.030
@@ -147,8 +149,11 @@ def build(*, quick: bool) -> list[Scenario]:
             (
                 *_everyone(default_part, n),
                 Variant(PARTDL_OSS, default_part, 16, suffix="16 workers"),
+                Variant(FLOOR, default_part, n),
             ),
-            "Every contender with the same part size and concurrency; curl is one stream.",
+            "Every contender with the same part size and concurrency; curl is one stream. "
+            "The floor is no contender: the same ranges fetched with bare sockets and "
+            "written with pwrite, nothing checked, to show what the machine itself allows.",
         ),
         _with_ideal(
             Scenario(

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backend import Backend, RangeBody
 from .backends import open_backend
 from .backends._body import DEFAULT_STALL_TIMEOUT
-from .backends.http import download_url
 from .backends.s3 import S3Bucket
 from .backends.subrange import ByteRange, narrowed
 from .control import Control, ControlAction
@@ -39,6 +38,9 @@ from .model import Checksum, DownloadResult, ObjectStat
 from .options import DEFAULT_CHUNK_SIZE, DEFAULT_TASK_NUM, ProgressCallback
 from .plan import DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE
 from .retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from .backends.http import download_url
 
 __version__ = "0.1.0"
 
@@ -133,3 +135,17 @@ def download_file(
         control=control,
         chunk_size=chunk_size,
     )
+
+
+def __getattr__(name: str) -> Any:
+    # download_url is the one entry point that needs requests; importing it on first
+    # use spares S3 users (botocore speaks urllib3 directly) ~40 ms of start-up.
+    if name == "download_url":
+        from .backends.http import download_url
+
+        return download_url
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -10,7 +10,15 @@ from collections.abc import Callable
 import crcmod
 import pytest
 
-from partdl.crc import ChecksumAlgorithm, checksum, combine, combine_all, crc64, updater
+from partdl.crc import (
+    ChecksumAlgorithm,
+    _shift_tables,
+    checksum,
+    combine,
+    combine_all,
+    crc64,
+    updater,
+)
 
 # crcmod's polynomials carry the implicit top bit; every algorithm is reflected with
 # all-ones init and xor-out, which crcmod expresses as initCrc=0 plus xorOut.
@@ -63,6 +71,26 @@ def test_combine_matches_the_reference_on_random_splits(algorithm: ChecksumAlgor
         pieces = [data[a:b] for a, b in itertools.pairwise(bounds)]
         folded = combine_all(algorithm, [(checksum(algorithm, p), len(p)) for p in pieces])
         assert folded == REFERENCES[algorithm](data)
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+@pytest.mark.parametrize(("count", "size", "last"), [(100, 1, 0), (300, 37, 5), (1000, 8, 8)])
+def test_combine_of_many_equal_parts(
+    algorithm: ChecksumAlgorithm, count: int, size: int, last: int
+) -> None:
+    # Enough equal lengths for combine_all to switch to its byte tables.
+    data = random.Random(f"many-{algorithm.value}-{count}").randbytes(count * size + last)
+    pieces = [data[i : i + size] for i in range(0, count * size, size)]
+    if last:
+        pieces.append(data[count * size :])
+    _shift_tables.cache_clear()
+    folded = combine_all(algorithm, [(checksum(algorithm, p), len(p)) for p in pieces])
+    assert _shift_tables.cache_info().misses == 1  # the table path was taken
+    assert folded == REFERENCES[algorithm](data)
+    pairwise = 0
+    for piece in pieces:
+        pairwise = combine(algorithm, pairwise, checksum(algorithm, piece), len(piece))
+    assert folded == pairwise
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
