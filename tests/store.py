@@ -45,6 +45,25 @@ class Seen:
     headers: dict[str, str]
 
 
+# What moto reads to route a request to its S3 backend.
+_S3_SCOPE = "AWS4-HMAC-SHA256 Credential=test/20200101/us-east-1/s3/aws4_request, Signature=0"
+
+
+def _as_s3(environ: dict[str, Any]) -> dict[str, Any]:
+    """An oss2 request, made recognisable to moto as S3.
+
+    moto takes the service from the Authorization header's SigV4 credential scope,
+    read as ``<...>/<date>/<region>/<service>/<...>``. An OSS header is
+    ``OSS <id>:<base64 signature>``, and a signature with exactly four '/' in it (about
+    one request in 1,400) parses as a scope naming a service that does not exist, so
+    moto answered 500 and the test saw a retry it did not cause. moto checks no
+    signatures, so the OSS one is replaced by an S3 scope.
+    """
+    if not environ.get("HTTP_AUTHORIZATION", "").startswith("OSS "):
+        return environ
+    return {**environ, "HTTP_AUTHORIZATION": _S3_SCOPE}
+
+
 def _corrupt_checksum(header: tuple[str, str]) -> tuple[str, str]:
     """An ``x-amz-checksum-<algorithm>`` header with one bit of its value flipped."""
     name, value = header
@@ -157,6 +176,6 @@ class LocalStore:
                     response_headers = [_corrupt_checksum(h) for h in response_headers]
                 return start_response(status, response_headers, *exc)
 
-            return app(environ, start)
+            return app(_as_s3(environ), start)
 
         return wrapped
