@@ -20,6 +20,7 @@ from typing import Any
 # The object is served at /<bucket>/<name> whatever the bucket; these only tell the
 # requests apart in a packet capture.
 OSS_BUCKET, S3_BUCKET, PLAIN_PREFIX = "oss", "s3", "plain"
+_MiB = 1024 * 1024  # not partdl.plan.MiB: the floor client imports nothing of partdl
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -223,9 +224,6 @@ def _floor(request: Request) -> Call:
         os.close(fd)
 
     return call
-
-
-_MiB = 1024 * 1024
 
 
 def _read_head(sock: Any) -> tuple[bytes, bytes]:

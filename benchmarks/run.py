@@ -280,15 +280,15 @@ def main(argv: list[str] | None = None) -> None:
         "work_kind": "tmpfs (/dev/shm)" if str(work).startswith("/dev/shm") else "the disk",
     }
     measurements: dict[str, list[Measurement]] = {}
+    rerun = {s.key for s in scenarios}
     if args.merge and results_file.exists():
         measurements, saved_meta = _from_json(results_file.read_text())
-        rerun = {s.key for s in scenarios}
         scenarios = [s for s in build(quick=args.quick) if s.key in rerun or s.key in measurements]
         meta["merged"] = f"({', '.join(sorted(rerun))}) re-run on {meta['date']}"
         meta["date"] = saved_meta["date"]
     try:
         for scenario in scenarios:
-            if args.merge and scenario.key not in rerun:
+            if scenario.key not in rerun:  # kept from the saved results (--merge)
                 continue
             measurements[scenario.key] = run_scenario(scenario, runs, work)
             meta["load_after"] = os.getloadavg()[0]
