@@ -24,8 +24,9 @@ and the whole object comes back as a 200), ``content_range`` (the header is rewr
 ``shift`` moves the range by one byte, ``total`` claims another object size),
 ``stall`` (``after`` body bytes, then nothing until the client gives up),
 ``stall_headers`` (no answer at all until the client gives up), ``hold`` (``after``
-body bytes, then wait for a release from the test), and ``strip_if_match`` (the
-request goes upstream without ``If-Match``: a server that ignores it).
+body bytes, then wait for a release from the test), ``strip_if_match`` (the
+request goes upstream without ``If-Match``: a server that ignores it), and ``etag``
+(the answer's ETag is replaced by a new one each time: a proxy that rewrites it).
 
 Which requests a rule faults is deterministic: by their ordinal among the requests
 the rule matches, or by a probability drawn from a generator seeded with the rule's
@@ -85,6 +86,7 @@ KINDS = frozenset(
         "stall_headers",
         "hold",
         "strip_if_match",
+        "etag",
     }
 )
 
@@ -424,6 +426,11 @@ class _Handler(BaseHTTPRequestHandler):
                 (name, _shifted_range(value, fault.mode) or value)
                 if name.lower() == "content-range"
                 else (name, value)
+                for name, value in headers
+            ]
+        if fault is not None and fault.kind == "etag":
+            headers = [
+                (name, f'"{uuid.uuid4().hex}"') if name.lower() == "etag" else (name, value)
                 for name, value in headers
             ]
         entry["status"] = status

@@ -47,8 +47,8 @@ class Scene:
     def out(self) -> Path:
         return self.tmp / "out"
 
-    def put(self, data: bytes) -> str:
-        return self.store.put(self.bucket, KEY, data)
+    def put(self, data: bytes, *, checksum: bool = True) -> str:
+        return self.store.put(self.bucket, KEY, data, checksum=checksum)
 
     def download(self, **options: Any) -> partdl.DownloadResult:
         settings: dict[str, Any] = {
@@ -404,11 +404,8 @@ def test_content_range_of_another_size_restarts_the_download(scene: Scene) -> No
     assert len(scene.heads()) == 2
 
 
-# -- every backend abandons a stalled body -------------------------------------------------
-
-
-def _proxied_s3(scene: Scene) -> Any:
-    return s3_client(scene.proxy.endpoint)
+def _oss_download(scene: Scene, **options: Any) -> partdl.DownloadResult:
+    return scene.download(**options)
 
 
 def _s3_download(scene: Scene, **options: Any) -> partdl.DownloadResult:
@@ -421,6 +418,92 @@ def _http_download(scene: Scene, **options: Any) -> partdl.DownloadResult:
         "get_object", Params={"Bucket": scene.bucket, "Key": KEY}
     )
     return partdl.download_url(url, scene.out, **options)
+
+
+def _proxied_s3(scene: Scene) -> Any:
+    return s3_client(scene.proxy.endpoint)
+
+
+DOWNLOADS = {"oss": _oss_download, "s3": _s3_download, "http": _http_download}
+ONE_AT_A_TIME: dict[str, Any] = {
+    "part_size": PART,
+    "task_num": 1,
+    "retry": QUICK,
+    "stall_timeout": STALL,
+}
+
+
+def stats(scene: Scene) -> list[Record]:
+    """The requests that pinned the object: HEADs, or an HTTP target's bytes=0-0 probe."""
+    return [
+        r
+        for r in scene.log()
+        if r.method == "HEAD" or (r.range == "bytes=0-0" and r.if_match is None)
+    ]
+
+
+@pytest.mark.usefixtures("restore_hook")
+@pytest.mark.parametrize("backend", sorted(DOWNLOADS))
+def test_same_size_overwrite_without_if_match_or_checksum_gives_exactly_the_new_version(
+    scene: Scene, backend: str
+) -> None:
+    """No If-Match upstream and no whole-object checksum: only the answers' ETags tell."""
+    scene.put(os.urandom(12 * PART), checksum=False)
+    scene.out.write_bytes(OLD)
+    new = os.urandom(12 * PART)
+    destination_then: list[bytes] = []
+    parts: list[Seen] = []
+
+    def overwrite_before_the_fifth_part(request: Seen) -> None:
+        if request.bucket == scene.bucket and request.range and request.range != "bytes=0-0":
+            parts.append(request)
+            if len(parts) == 5:
+                scene.put(new, checksum=False)
+                destination_then.append(scene.out.read_bytes())
+
+    scene.store.before_request = overwrite_before_the_fifth_part
+    scene.proxy.set_rules(Rule((Fault("strip_if_match"),), method="GET"))
+
+    result = DOWNLOADS[backend](scene, **ONE_AT_A_TIME)
+
+    assert scene.out.read_bytes() == new
+    assert result.restarts == 1
+    assert not result.verified, "a server checksum would have hidden a missing check"
+    assert destination_then == [OLD]
+    assert all(r.if_match is not None for r in scene.gets() if r.range != "bytes=0-0")
+    assert leftovers(scene.tmp, "out") == []
+
+
+@pytest.mark.parametrize("backend", sorted(DOWNLOADS))
+def test_an_etag_rewritten_once_by_a_proxy_is_a_restart(scene: Scene, backend: str) -> None:
+    data = os.urandom(6 * PART)
+    scene.put(data, checksum=False)
+    scene.proxy.set_rules(Rule((Fault("etag"),), method="GET", ranged=True, nth=(2,)))
+
+    result = DOWNLOADS[backend](scene, **ONE_AT_A_TIME)
+
+    assert scene.out.read_bytes() == data
+    assert result.restarts == 1
+    assert len(stats(scene)) == 2
+
+
+@pytest.mark.parametrize("backend", sorted(DOWNLOADS))
+def test_etags_always_rewritten_by_a_proxy_end_in_object_changed(
+    scene: Scene, backend: str
+) -> None:
+    scene.put(os.urandom(6 * PART), checksum=False)
+    scene.out.write_bytes(OLD)
+    scene.proxy.set_rules(Rule((Fault("etag"),), method="GET", ranged=True))
+
+    with pytest.raises(partdl.ObjectChangedError):
+        DOWNLOADS[backend](scene, **ONE_AT_A_TIME)
+
+    assert len(stats(scene)) == 4  # the first, then one per restart (3 at most)
+    assert scene.out.read_bytes() == OLD
+    assert leftovers(scene.tmp, "out") == []
+
+
+# -- every backend abandons a stalled body -------------------------------------------------
 
 
 @pytest.mark.parametrize("download", [_s3_download, _http_download], ids=["s3", "http"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 
 from ..errors import (
     AccessDeniedError,
@@ -12,6 +13,7 @@ from ..errors import (
     PartdlError,
     TransientError,
 )
+from ..model import ObjectStat
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:\d+-\d+|\*)/(\d+|\*)", re.IGNORECASE)
 
@@ -28,17 +30,56 @@ def content_range_size(value: str | None) -> int | None:
     return int(match.group(1))
 
 
-def check_partial_response(
-    status: int, headers: Mapping[str, str], start: int, end: int, size: int
-) -> None:
-    """Insist on a 206 for exactly ``[start, end)`` of an object of ``size`` bytes.
+def _opaque(etag: str) -> str:
+    """An ETag without its weak marker and quotes, so formatting alone never differs."""
+    value = etag.strip()
+    return (value[2:] if value[:2] in ("W/", "w/") else value).strip('"')
 
-    A wrong answer is treated as transient: a misbehaving proxy or cache in the path
-    is the usual cause, and the retry policy bounds how often it is tried. The one
-    exception is a ``Content-Range`` whose total length is not the HEAD's size: that
-    is the object itself changing (on a server that ignores ``If-Match``), so it is an
+
+def _same_time(answer: str, pinned: str) -> bool:
+    try:
+        return parsedate_to_datetime(answer) == parsedate_to_datetime(pinned)
+    except (TypeError, ValueError):
+        return answer.strip() == pinned.strip()
+
+
+def check_same_object(headers: Mapping[str, str], stat: ObjectStat) -> None:
+    """Insist that an answer describes the version of the object ``stat`` pinned.
+
+    A server (or cache, or gateway) that ignores ``If-Match`` serves whatever version
+    it holds now, and one of the same size passes every range check: only the
+    answer's own ``ETag``, ``Last-Modified`` and version id can tell. Each is compared
+    when both the HEAD and the answer carry it. A mismatch is the object changing,
+    so the engine starts over on the new version instead of mixing the two.
+    """
+    etag = headers.get("ETag")
+    if stat.etag and etag and _opaque(etag) != _opaque(stat.etag):
+        raise ObjectChangedDuringRead(f"the ETag is now {etag}, not {stat.etag}")
+    modified = headers.get("Last-Modified")
+    if stat.last_modified and modified and not _same_time(modified, stat.last_modified):
+        raise ObjectChangedDuringRead(
+            f"Last-Modified is now {modified!r}, not {stat.last_modified!r}"
+        )
+    version = headers.get("x-oss-version-id") or headers.get("x-amz-version-id")
+    if stat.version_id and version and version != stat.version_id:
+        raise ObjectChangedDuringRead(f"the version is now {version}, not {stat.version_id}")
+
+
+def check_partial_response(
+    status: int, headers: Mapping[str, str], start: int, end: int, stat: ObjectStat
+) -> None:
+    """Insist on a 206 for exactly ``[start, end)`` of the version ``stat`` pinned.
+
+    The answer's identity is checked first (:func:`check_same_object`). A wrong answer
+    is then treated as transient: a misbehaving proxy or cache in the path is the
+    usual cause, and the retry policy bounds how often it is tried. The one exception
+    is a ``Content-Range`` whose total length is not the HEAD's size: that is the
+    object itself changing (on a server that ignores ``If-Match``), so it is an
     :class:`ObjectChangedDuringRead` and the engine starts over on the new version.
     """
+    if status in (200, 206):
+        check_same_object(headers, stat)
+    size = stat.size
     expected = content_range(start, end, size)
     if status != 206:
         raise TransientError(f"expected HTTP 206 for {expected}, got {status}")

@@ -31,7 +31,7 @@ from ..options import DEFAULT_CHUNK_SIZE, DEFAULT_TASK_NUM, ProgressCallback
 from ..plan import validate_stall_timeout, validate_task_num
 from ..retry import RetryPolicy
 from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
-from ._http import check_partial_response, content_range_size, error_class
+from ._http import check_partial_response, check_same_object, content_range_size, error_class
 from .subrange import ByteRange, narrowed
 
 logger = logging.getLogger("partdl")
@@ -393,11 +393,9 @@ class HttpBackend:
         status, headers = response.status_code, response.headers
         if status not in (200, 206):
             raise self._translate(response, what)
-        # Servers that ignore conditional headers are caught here, if they say enough.
-        etag = headers.get("ETag")
-        if stat.etag and etag and etag != stat.etag:
-            raise ObjectChangedDuringRead(f"{what}: the ETag is now {etag}, not {stat.etag}")
         if status == 200 and not stat.ranged:
+            # Servers that ignore conditional headers are caught here, if they say enough.
+            check_same_object(headers, stat)
             total = _int_header(headers, "Content-Length")
             if total is not None and total != stat.size:
                 raise ObjectChangedDuringRead(
@@ -409,7 +407,7 @@ class HttpBackend:
             _skip(body, start)
             return body
         # This also catches a total length that moved (a server ignoring If-Match).
-        check_partial_response(status, headers, start, end, stat.size)
+        check_partial_response(status, headers, start, end, stat)
         return Urllib3Body(response.raw, end - start)
 
     def _send(

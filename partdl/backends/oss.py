@@ -181,7 +181,7 @@ class OssBackend:
         response: Any = result.resp.response
         body = Urllib3Body(response.raw, end - start, stall_timeout=self._stall_timeout)
         try:
-            check_partial_response(result.status, result.headers, start, end, stat.size)
+            check_partial_response(result.status, result.headers, start, end, stat)
         except PartdlError:
             body.close()
             raise

@@ -206,7 +206,7 @@ class S3Backend:
         body = Urllib3Body(raw, end - start, stall_timeout=self._stall_timeout)
         try:
             status = int(response["ResponseMetadata"]["HTTPStatusCode"])
-            check_partial_response(status, raw.headers, start, end, stat.size)
+            check_partial_response(status, raw.headers, start, end, stat)
         except PartdlError:
             body.close()
             raise

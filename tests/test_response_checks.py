@@ -1,0 +1,81 @@
+"""The checks every backend applies to a ranged answer, as plain tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from partdl.backends._http import check_partial_response, check_same_object
+from partdl.errors import ObjectChangedDuringRead, TransientError
+from partdl.model import ObjectStat
+
+PINNED = ObjectStat(
+    size=1000,
+    etag='"abc"',
+    last_modified="Tue, 01 Dec 2026 09:00:00 GMT",
+    version_id="v1",
+)
+
+SAME = [
+    {},
+    {"ETag": '"abc"'},
+    {"ETag": "abc"},
+    {"ETag": 'W/"abc"'},
+    {"Last-Modified": "Tue, 01 Dec 2026 09:00:00 GMT"},
+    {"Last-Modified": "Tue, 01 Dec 2026 09:00:00 +0000"},
+    {"x-oss-version-id": "v1"},
+    {"x-amz-version-id": "v1"},
+    {"ETag": '"abc"', "Last-Modified": "Tue, 01 Dec 2026 09:00:00 GMT", "x-amz-version-id": "v1"},
+]
+CHANGED = [
+    {"ETag": '"abd"'},
+    {"ETag": '"abc-2"'},
+    {"Last-Modified": "Tue, 01 Dec 2026 09:00:01 GMT"},
+    {"Last-Modified": "yesterday"},
+    {"x-oss-version-id": "v2"},
+    {"x-amz-version-id": "v2"},
+    {"ETag": '"abc"', "Last-Modified": "Wed, 02 Dec 2026 09:00:00 GMT"},
+]
+
+
+@pytest.mark.parametrize("headers", SAME)
+def test_an_answer_of_the_pinned_version_passes(headers: dict[str, str]) -> None:
+    check_same_object(headers, PINNED)
+
+
+@pytest.mark.parametrize("headers", CHANGED)
+def test_an_answer_of_another_version_is_a_change(headers: dict[str, str]) -> None:
+    with pytest.raises(ObjectChangedDuringRead):
+        check_same_object(headers, PINNED)
+
+
+def test_what_the_head_did_not_pin_is_not_compared() -> None:
+    bare = ObjectStat(size=1000, etag=None, last_modified=None)
+    check_same_object({"ETag": '"x"', "Last-Modified": "now", "x-amz-version-id": "v9"}, bare)
+
+
+RANGE = {"Content-Range": "bytes 0-99/1000", "Content-Length": "100"}
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "error"),
+    [
+        (206, RANGE, None),
+        (206, {**RANGE, "ETag": '"abc"'}, None),
+        (206, {**RANGE, "ETag": '"new"'}, ObjectChangedDuringRead),
+        # A whole-object 200 of another version is the object changing, not a bad proxy.
+        (200, {"ETag": '"new"'}, ObjectChangedDuringRead),
+        (200, {"ETag": '"abc"'}, TransientError),
+        (206, {"Content-Range": "bytes 0-99/2000"}, ObjectChangedDuringRead),
+        (206, {"Content-Range": "bytes 1-100/1000"}, TransientError),
+        (206, {"Content-Range": "bytes 0-99/1000", "Content-Length": "99"}, TransientError),
+        (500, {"ETag": '"new"'}, TransientError),
+    ],
+)
+def test_ranged_answers(
+    status: int, headers: dict[str, str], error: type[Exception] | None
+) -> None:
+    if error is None:
+        check_partial_response(status, headers, 0, 100, PINNED)
+        return
+    with pytest.raises(error):
+        check_partial_response(status, headers, 0, 100, PINNED)
