@@ -220,7 +220,9 @@ def targets(results: dict[str, Result]) -> list[Target]:
             if r.variant.is_partdl
         ]
     if "e" in results:
-        found.append(_cost_target("(e) checkpoint cost at 100,000 parts", 0.10, results["e"].rows))
+        res = results["e"]
+        parts = res.scenario.obj.size // (res.rows[0].variant.part_size or res.scenario.obj.size)
+        found.append(_cost_target(f"(e) checkpoint cost at {parts:,} parts", 0.10, res.rows))
     if "f" in results:
         found.append(_cost_target("(f) CRC cost", 0.05, results["f"].rows))
     if "g" in results:
