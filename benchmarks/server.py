@@ -8,9 +8,14 @@ uses path style on an IP endpoint), ``/s3/<name>`` for boto3 (path style),
 ignored. Both stores' headers are sent: ``x-oss-hash-crc64ecma`` always, and the S3
 full-object CRC64NVME on HEAD and whole-object GET when ``x-amz-checksum-mode`` asks.
 
-Two options model a remote store: a per-connection rate cap (``--rate``, body bytes
-per second, enforced at the sender so socket buffers cannot hide it) and a
-first-byte delay (``--delay`` seconds before each response's status line).
+Options model a remote store: a per-connection rate cap (``--rate``, body bytes
+per second, enforced at the sender so socket buffers cannot hide it), a first-byte
+delay (``--delay`` seconds before each response's status line) and stragglers
+(``--slow-every N --slow-rate B/s``: every Nth ranged GET the server receives, counted
+across all connections, is sent at the slow rate instead of ``--rate``; the choice is
+deterministic, so every contender meets the same share of slow GETs).
+
+Authorization is never checked, so any signature (OSS V1 or V4, S3 SigV4) is accepted.
 
 Run ``python -m benchmarks.server --object NAME=PATH[*REPEAT] ...``: it prints
 ``PORT <n>`` once listening and exits when its standard input closes. ``REPEAT``
@@ -210,6 +215,26 @@ class Behaviour:
     """Body bytes per second per connection; 0 for no cap."""
     delay: float = 0.0
     """Seconds before the status line of every response."""
+    slow_every: int = 0
+    """Every ``slow_every``-th ranged GET is a straggler; 0 for none."""
+    slow_rate: float = 0.0
+    """Body bytes per second of a straggler GET."""
+
+
+class _Stragglers:
+    """Picks the slow GETs: a count of ranged GETs shared by every connection."""
+
+    def __init__(self, every: int) -> None:
+        self._every = every
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def next_is_slow(self) -> bool:
+        if not self._every:
+            return False
+        with self._lock:
+            self._count += 1
+            return self._count % self._every == 0
 
 
 class _Connection:
@@ -221,11 +246,13 @@ class _Connection:
         objects: Mapping[str, StoredObject],
         fds: Mapping[str, int],
         behaviour: Behaviour,
+        stragglers: _Stragglers,
     ) -> None:
         self._sock = sock
         self._objects = objects
         self._fds = fds
         self._behaviour = behaviour
+        self._stragglers = stragglers
         self._pending = bytearray()
 
     def serve(self) -> None:
@@ -278,11 +305,13 @@ class _Connection:
             self._sock.sendall(head + (b"" if method == "HEAD" else reply.body))
             return
         name = unquote(urlsplit(target).path).rsplit("/", 1)[-1]
-        self._sock.sendall(head)
-        self._send_span(self._objects[name], self._fds[name], *reply.span)
-
-    def _send_span(self, obj: StoredObject, fd: int, start: int, end: int) -> None:
         rate = self._behaviour.rate
+        if reply.status == 206 and self._stragglers.next_is_slow():
+            rate = self._behaviour.slow_rate
+        self._sock.sendall(head)
+        self._send_span(self._objects[name], self._fds[name], *reply.span, rate)
+
+    def _send_span(self, obj: StoredObject, fd: int, start: int, end: int, rate: float) -> None:
         step = max(64 * 1024, int(rate * _PACING_QUANTUM)) if rate else _SEND_SLICE
         out = self._sock.fileno()
         began, sent, position = time.monotonic(), 0, start
@@ -311,6 +340,7 @@ class ObjectServer:
         self._objects = dict(objects)
         self._fds = {name: os.open(obj.path, os.O_RDONLY) for name, obj in objects.items()}
         self._behaviour = behaviour
+        self._stragglers = _Stragglers(behaviour.slow_every)
         self._listener = socket.create_server(("127.0.0.1", port), backlog=512)
         self.port: int = self._listener.getsockname()[1]
 
@@ -318,7 +348,9 @@ class ObjectServer:
         while True:
             sock, _ = self._listener.accept()
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connection = _Connection(sock, self._objects, self._fds, self._behaviour)
+            connection = _Connection(
+                sock, self._objects, self._fds, self._behaviour, self._stragglers
+            )
             threading.Thread(target=connection.serve, daemon=True).start()
 
 
@@ -335,10 +367,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--object", type=_object_arg, action="append", required=True)
     parser.add_argument("--rate", type=float, default=0.0, help="bytes/s per connection")
     parser.add_argument("--delay", type=float, default=0.0, help="first-byte delay, seconds")
+    parser.add_argument("--slow-every", type=int, default=0, help="every Nth ranged GET is slow")
+    parser.add_argument("--slow-rate", type=float, default=0.0, help="bytes/s of a slow GET")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     objects = {name: load_object(name, path, repeat) for name, path, repeat in args.object}
-    server = ObjectServer(objects, Behaviour(args.rate, args.delay), args.port)
+    behaviour = Behaviour(args.rate, args.delay, args.slow_every, args.slow_rate)
+    server = ObjectServer(objects, behaviour, args.port)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"PORT {server.port}", flush=True)
     # The runner holds our stdin; when it closes (or the runner dies), we stop.
