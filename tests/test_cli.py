@@ -24,8 +24,8 @@ import pytest
 import partdl
 from partdl import cli
 from partdl.backends.subrange import ByteRange
-from tests.helpers import PART, Interrupt, leftovers, recorded_parts, stop_after
-from tests.store import OSS_REGION, LocalStore, Seen
+from tests.helpers import OSS_REGION, PART, Interrupt, leftovers, recorded_parts, stop_after
+from tests.store import LocalStore, Seen
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "data/object.bin"
