@@ -75,7 +75,7 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "the file is in place (and verified, when the server publishes a checksum)",
     ExitCode.FAILED: "any other error",
     ExitCode.INVALID_ARGUMENT: (
-        "invalid arguments or configuration (missing credentials or endpoint)"
+        "invalid arguments or configuration (missing credentials, region or endpoint)"
     ),
     ExitCode.NOT_FOUND: "the object, bucket or version does not exist",
     ExitCode.ACCESS_DENIED: "the credentials may not read the object",

@@ -114,15 +114,13 @@ def oss_v2_client(endpoint: str, **config: Any) -> Any:
     """An OSS SDK V2 client for ``endpoint``; ``config`` goes to its ``Config``."""
     import alibabacloud_oss_v2 as oss_v2
 
-    return oss_v2.Client(
-        oss_v2.config.Config(
-            region=OSS_REGION,
-            endpoint=endpoint,
-            credentials_provider=oss_v2.credentials.StaticCredentialsProvider("test", "test"),
-            use_path_style=True,
-            **config,
-        )
-    )
+    settings: dict[str, Any] = {
+        "region": OSS_REGION,
+        "endpoint": endpoint,
+        "credentials_provider": oss_v2.credentials.StaticCredentialsProvider("test", "test"),
+        "use_path_style": True,
+    }
+    return oss_v2.Client(oss_v2.config.Config(**{**settings, **config}))
 
 
 class LocalStore:

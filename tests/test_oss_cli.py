@@ -393,3 +393,39 @@ def test_the_credentials_package_is_not_imported_when_variables_are_set(
     )
     assert done.stdout.split() == ["0", "False"], done.stderr
     assert out.read_bytes() == b"x" * 1000
+
+
+# -- s3:// hands --profile and --region to boto3 --------------------------------------------
+
+
+def test_s3_profile_and_region_go_to_boto3(
+    store: LocalStore,
+    bucket_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = tmp_path / "aws-config"
+    config.write_text(
+        "[profile other]\nregion = us-east-1\n"
+        "aws_access_key_id = from-profile\naws_secret_access_key = secret\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "missing"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    data = os.urandom(PART)
+    store.put(bucket_name, KEY, data)
+    out = tmp_path / "out"
+    base = [f"s3://{bucket_name}/{KEY}", str(out), "--endpoint", store.endpoint, "-q"]
+
+    assert cli.main([*base, "--profile", "other", "--region", "eu-west-1"]) == 0
+    assert out.read_bytes() == data
+    gets = [s for s in store.requests(bucket_name, "GET") if s.key]
+    assert gets[-1].headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=from-profile/")
+    assert "/eu-west-1/s3/" in gets[-1].headers["authorization"]
+
+    assert cli.main([*base, "--profile", "nowhere"]) == 2
+    assert "nowhere" in capsys.readouterr().err
