@@ -1,7 +1,9 @@
 """partdl: parallel, resumable, verified downloads of one large object.
 
 >>> import oss2, partdl
->>> bucket = oss2.Bucket(oss2.Auth(ak, sk), endpoint, "my-bucket")
+>>> auth = oss2.ProviderAuthV4(oss2.credentials.EnvironmentVariableCredentialsProvider())
+>>> bucket = oss2.Bucket(auth, "https://oss-cn-hangzhou.aliyuncs.com", "my-bucket",
+...                      region="cn-hangzhou")
 >>> partdl.download_file(bucket, "datasets/big.tar", "big.tar",
 ...                      part_size=8 * 1024 * 1024, task_num=8)
 """
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .backend import Backend, RangeBody
 from .backends import open_backend
 from .backends._body import DEFAULT_STALL_TIMEOUT
+from .backends.oss_v2 import OssV2Bucket
 from .backends.s3 import S3Bucket
 from .backends.subrange import ByteRange, narrowed
 from .control import Control, ControlAction
@@ -67,6 +70,7 @@ __all__ = [
     "NotFoundError",
     "ObjectChangedError",
     "ObjectStat",
+    "OssV2Bucket",
     "PartdlError",
     "RangeBody",
     "RetryPolicy",
@@ -99,8 +103,9 @@ def download_file(
 ) -> DownloadResult:
     """Download ``key`` from ``bucket`` to ``path`` in parallel ranges, resumably.
 
-    ``bucket`` is an ``oss2.Bucket``, a :class:`S3Bucket` (a boto3 client and a bucket
-    name) or a boto3 ``s3.Bucket`` resource. ``part_size`` (100 KB to 5 GB; chosen from the
+    ``bucket`` is an ``oss2.Bucket``, an :class:`OssV2Bucket` (an OSS SDK V2 client and
+    a bucket name), a :class:`S3Bucket` (a boto3 client and a bucket name) or a boto3
+    ``s3.Bucket`` resource. ``part_size`` (100 KB to 5 GB; chosen from the
     object size when None) and ``task_num`` (parallel GETs) shape the transfer. With
     ``checkpoint`` a ``<path>.dcp`` file (or ``checkpoint_file``) records finished
     parts, so running the same call again after any interruption fetches only what is

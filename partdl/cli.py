@@ -75,7 +75,7 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "the file is in place (and verified, when the server publishes a checksum)",
     ExitCode.FAILED: "any other error",
     ExitCode.INVALID_ARGUMENT: (
-        "invalid arguments or configuration (missing credentials or endpoint)"
+        "invalid arguments or configuration (missing credentials, region or endpoint)"
     ),
     ExitCode.NOT_FOUND: "the object, bucket or version does not exist",
     ExitCode.ACCESS_DENIED: "the credentials may not read the object",
@@ -286,16 +286,20 @@ def _epilog() -> str:
 sizes: KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB powers of 1024.
 
 environment:
-  OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET, OSS_SESSION_TOKEN   oss:// credentials
+  OSS_ACCESS_KEY_ID, OSS_ACCESS_KEY_SECRET, OSS_SESSION_TOKEN   oss:// credentials, else
+  ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET, ALIBABA_CLOUD_SECURITY_TOKEN,
+      else the Alibaba Cloud default chain (credentials file, CLI profile, OIDC, ECS RAM role)
+  OSS_REGION                        oss:// region when --region is not given (V4 signs it)
   OSS_ENDPOINT                      oss:// endpoint when --endpoint is not given
+      (default: https://oss-REGION.aliyuncs.com; the region is read from such endpoints)
   AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL   s3:// endpoint when --endpoint is not given
-  s3:// credentials come from boto3's usual chain (AWS_ACCESS_KEY_ID, profiles, ...)
+  s3:// credentials and region come from boto3's usual chain (AWS_ACCESS_KEY_ID, profiles, ...)
 
 exit codes:
 {codes}
 
 examples:
-  partdl oss://my-bucket/data/big.tar . --part-size 16MiB --task-num 16
+  partdl oss://my-bucket/data/big.tar . --region cn-hangzhou --part-size 16MiB --task-num 16
   partdl s3://my-bucket/data/big.tar /tmp/big.tar --json
   partdl 'https://host/big.tar?X-Amz-Signature=...' big.tar --head-url 'https://...'
 """
@@ -349,6 +353,18 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--version-id", metavar="ID", help="a version of the object (oss, s3)")
     store.add_argument("--endpoint", metavar="URL", help="service endpoint (oss, s3)")
     store.add_argument(
+        "--region", metavar="REGION", help="the bucket's region, e.g. cn-hangzhou (oss, s3)"
+    )
+    store.add_argument(
+        "--profile", metavar="NAME", help="credentials profile: Alibaba Cloud (oss), AWS (s3)"
+    )
+    store.add_argument(
+        "--sign-version",
+        choices=("1", "4"),
+        metavar="{1,4}",
+        help="OSS signature version (default: 4; 1 only for old private deployments)",
+    )
+    store.add_argument(
         "--head-url", metavar="URL", help="a presigned HEAD URL for a presigned GET URL (http)"
     )
     output = parser.add_argument_group("output")
@@ -364,11 +380,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_options(args: argparse.Namespace, source: Source) -> None:
     """Options that make no sense for the scheme at hand are errors, not silently ignored."""
     if source.scheme is Scheme.HTTP:
-        for flag, value in (("--version-id", args.version_id), ("--endpoint", args.endpoint)):
+        for flag, value in (
+            ("--version-id", args.version_id),
+            ("--endpoint", args.endpoint),
+            ("--region", args.region),
+            ("--profile", args.profile),
+        ):
             if value is not None:
                 raise InvalidArgumentError(f"{flag} applies to oss:// and s3:// sources only")
     elif args.head_url is not None:
         raise InvalidArgumentError("--head-url applies to http(s):// sources only")
+    if source.scheme is not Scheme.OSS and args.sign_version is not None:
+        raise InvalidArgumentError("--sign-version applies to oss:// sources only")
 
 
 # -- backends -----------------------------------------------------------------------------
@@ -384,23 +407,20 @@ def _require(module: str, extra: str) -> Any:
 
 
 def _oss_bucket(source: Source, args: argparse.Namespace) -> Any:
+    """An oss2 bucket signing V4 for its region (see :mod:`partdl.oss_setup`)."""
+    from .oss_setup import credentials_provider, locate
+
+    v4 = args.sign_version != "1"
+    location = locate(args.region, args.endpoint, os.environ, v4=v4)
     oss2 = _require("oss2", "oss")
-    endpoint = args.endpoint or os.environ.get("OSS_ENDPOINT")
-    if not endpoint:
-        raise InvalidArgumentError("oss:// needs an endpoint: --endpoint or OSS_ENDPOINT")
-    key_id = os.environ.get("OSS_ACCESS_KEY_ID")
-    secret = os.environ.get("OSS_ACCESS_KEY_SECRET")
-    if not key_id or not secret:
-        raise InvalidArgumentError(
-            "no OSS credentials: set OSS_ACCESS_KEY_ID and OSS_ACCESS_KEY_SECRET "
-            "(and OSS_SESSION_TOKEN for STS credentials)"
-        )
-    token = os.environ.get("OSS_SESSION_TOKEN")
-    auth = oss2.StsAuth(key_id, secret, token) if token else oss2.Auth(key_id, secret)
+    provider = credentials_provider(os.environ, args.profile)
+    auth = oss2.ProviderAuthV4(provider) if v4 else oss2.ProviderAuth(provider)
     # One pooled connection per worker, so no worker waits for or discards a socket.
     session = oss2.Session(pool_size=max(10, args.task_num))
     try:
-        return oss2.Bucket(auth, endpoint, source.bucket, session=session)
+        return oss2.Bucket(
+            auth, location.endpoint, source.bucket, session=session, region=location.region
+        )
     except oss2.exceptions.ClientError as exc:
         raise InvalidArgumentError(f"{source.display}: {exc.body or exc}") from exc
 
@@ -417,7 +437,7 @@ def _s3_bucket(source: Source, args: argparse.Namespace) -> Any:
     )
     config = Config(max_pool_connections=max(10, args.task_num))
     try:
-        session = boto3.session.Session()
+        session = boto3.session.Session(profile_name=args.profile, region_name=args.region)
         if session.get_credentials() is None:
             raise InvalidArgumentError(
                 "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "

@@ -14,9 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import oss2
-
 import partdl
+from tests.helpers import oss_bucket
 
 
 def peak_rss_kb() -> int:
@@ -35,7 +34,7 @@ def main() -> None:
     parser.add_argument("task_num", type=int)
     parser.add_argument("--block-at", type=float)
     args = parser.parse_args()
-    bucket = oss2.Bucket(oss2.Auth("test", "test"), args.endpoint, args.bucket)
+    bucket = oss_bucket(args.endpoint, args.bucket)
     print(f"BASE {peak_rss_kb()}", flush=True)
 
     def progress(consumed: int, total: int) -> None:

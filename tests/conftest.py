@@ -11,6 +11,11 @@ from tests.faultproxy import FaultProxy
 from tests.store import LocalStore
 from tests.targets import FACTORIES, Target
 
+# The Alibaba Cloud credential chain's last resort asks the ECS metadata address, and
+# the tests send traffic to loopback only (like AWS_EC2_METADATA_DISABLED for boto3).
+# alibabacloud-credentials reads it when first imported, so it is set before any test.
+os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
+
 
 @pytest.fixture(scope="session")
 def store() -> Iterator[LocalStore]:

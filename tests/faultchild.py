@@ -38,10 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import oss2
-
 import partdl
 from partdl.backends.oss import OssBackend
+from tests.helpers import oss_bucket
 
 
 def emit(**fields: Any) -> None:
@@ -91,11 +90,8 @@ POINTS = Points()
 
 
 def _download(command: dict[str, Any]) -> None:
-    bucket = oss2.Bucket(
-        oss2.Auth("test", "test"),
-        command["endpoint"],
-        command["bucket"],
-        connect_timeout=command.get("connect_timeout", 30),
+    bucket = oss_bucket(
+        command["endpoint"], command["bucket"], connect_timeout=command.get("connect_timeout", 30)
     )
     backend = OssBackend(
         bucket,

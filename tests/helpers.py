@@ -8,6 +8,19 @@ from pathlib import Path
 from typing import Any
 
 PART = 100 * 1024  # the smallest part size: many parts from small objects
+# The region every test's OSS client signs V4 for; the local store checks no signature.
+OSS_REGION = "cn-hangzhou"
+
+
+def oss_bucket(endpoint: str, name: str, **options: Any) -> Any:
+    """An oss2 bucket signing V4, as OSS requires today; ``options`` go to ``oss2.Bucket``.
+
+    Here rather than in tests/store.py so that child processes need not import moto.
+    """
+    import oss2
+
+    auth = oss2.ProviderAuthV4(oss2.credentials.StaticCredentialsProvider("test", "test"))
+    return oss2.Bucket(auth, endpoint, name, region=OSS_REGION, **options)
 
 
 class Interrupt(Exception):

@@ -31,6 +31,8 @@ from moto.moto_server.werkzeug_app import (
 from moto.s3.models import s3_backends
 from werkzeug.serving import make_server
 
+from tests.helpers import OSS_REGION, oss_bucket
+
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -43,25 +45,40 @@ class Seen:
     key: str
     range: str | None
     headers: dict[str, str]
+    v1_query: bool = False  # a V1 presigned URL (``OSSAccessKeyId=`` in the query)
 
 
 # What moto reads to route a request to its S3 backend.
 _S3_SCOPE = "AWS4-HMAC-SHA256 Credential=test/20200101/us-east-1/s3/aws4_request, Signature=0"
+# How OSS Authorization headers begin: V1 (``OSS <id>:<signature>``) and V4.
+OSS_V1 = "OSS "
+OSS_V4 = "OSS4-HMAC-SHA256 "
+# What OSS answers a V1-signed request from an account or bucket that needs V4.
+_V1_REFUSED = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    b"<Message>V1 signature is not allowed; sign requests with V4.</Message></Error>"
+)
 
 
 def _as_s3(environ: dict[str, Any]) -> dict[str, Any]:
-    """An oss2 request, made recognisable to moto as S3.
+    """An OSS request (V1 or V4 signed), made recognisable to moto as S3.
 
     moto takes the service from the Authorization header's SigV4 credential scope,
-    read as ``<...>/<date>/<region>/<service>/<...>``. An OSS header is
+    read as ``<...>/<date>/<region>/<service>/<...>``. An OSS V1 header is
     ``OSS <id>:<base64 signature>``, and a signature with exactly four '/' in it (about
     one request in 1,400) parses as a scope naming a service that does not exist, so
-    moto answered 500 and the test saw a retry it did not cause. moto checks no
+    moto answered 500 and the test saw a retry it did not cause. A V4 header's scope
+    names the service ``oss``, which moto does not know either. moto checks no
     signatures, so the OSS one is replaced by an S3 scope.
     """
-    if not environ.get("HTTP_AUTHORIZATION", "").startswith("OSS "):
+    if not environ.get("HTTP_AUTHORIZATION", "").startswith((OSS_V1, OSS_V4)):
         return environ
     return {**environ, "HTTP_AUTHORIZATION": _S3_SCOPE}
+
+
+def signed_v1(seen: Seen) -> bool:
+    """Whether a request carried an OSS V1 signature, in its header or its query string."""
+    return seen.headers.get("authorization", "").startswith(OSS_V1) or seen.v1_query
 
 
 def _corrupt_checksum(header: tuple[str, str]) -> tuple[str, str]:
@@ -93,6 +110,19 @@ def s3_client(endpoint: str, **config: Any) -> Any:
     )
 
 
+def oss_v2_client(endpoint: str, **config: Any) -> Any:
+    """An OSS SDK V2 client for ``endpoint``; ``config`` goes to its ``Config``."""
+    import alibabacloud_oss_v2 as oss_v2
+
+    settings: dict[str, Any] = {
+        "region": OSS_REGION,
+        "endpoint": endpoint,
+        "credentials_provider": oss_v2.credentials.StaticCredentialsProvider("test", "test"),
+        "use_path_style": True,
+    }
+    return oss_v2.Client(oss_v2.config.Config(**{**settings, **config}))
+
+
 class LocalStore:
     """moto on ``127.0.0.1:<free port>`` in a background thread."""
 
@@ -103,6 +133,8 @@ class LocalStore:
         self.omit_crc: set[tuple[str, str]] = set()
         # Objects whose S3 x-amz-checksum-* values are served with one bit flipped.
         self.wrong_checksum: set[tuple[str, str]] = set()
+        # Buckets that refuse V1-signed requests with 403, as OSS does today.
+        self.v4_only: set[str] = set()
         self.before_request: Callable[[Seen], None] | None = None
         app = DomainDispatcherApplication(create_backend_app)
         self._server = make_server(
@@ -142,7 +174,7 @@ class LocalStore:
         return str(client.put_object(Bucket=bucket, Key=key, Body=data)["ETag"])
 
     def oss_bucket(self, name: str) -> oss2.Bucket:
-        return oss2.Bucket(oss2.Auth("test", "test"), self.endpoint, name)
+        return oss_bucket(self.endpoint, name)
 
     # -- what the server saw ---------------------------------------------------------
 
@@ -175,9 +207,16 @@ class LocalStore:
                 for name, value in environ.items()
                 if name.startswith("HTTP_")
             }
-            seen = Seen(environ["REQUEST_METHOD"], bucket, key, environ.get("HTTP_RANGE"), headers)
+            v1_query = "OSSAccessKeyId=" in environ.get("QUERY_STRING", "")
+            method, byte_range = environ["REQUEST_METHOD"], environ.get("HTTP_RANGE")
+            seen = Seen(method, bucket, key, byte_range, headers, v1_query)
             with self._lock:
                 self._seen.append(seen)
+            if bucket in self.v4_only and signed_v1(seen):
+                length = str(len(_V1_REFUSED))
+                refused = [("Content-Type", "application/xml"), ("Content-Length", length)]
+                start_response("403 Forbidden", refused)
+                return [_V1_REFUSED]
             if self.before_request is not None:
                 self.before_request(seen)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import partdl
-from tests.store import LocalStore, Seen, s3_client
+from tests.store import LocalStore, Seen, oss_v2_client, s3_client
 
 
 @dataclasses.dataclass
@@ -44,6 +44,17 @@ class Target:
 
 def _oss_download(target: Target, path: Path, options: dict[str, Any]) -> partdl.DownloadResult:
     bucket = target.store.oss_bucket(target.bucket)
+    return partdl.download_file(bucket, target.key, path, **options)
+
+
+@functools.cache
+def _oss_v2(endpoint: str) -> Any:
+    # One client per store, as an application keeps one: it pools its connections.
+    return oss_v2_client(endpoint)
+
+
+def _oss_v2_download(target: Target, path: Path, options: dict[str, Any]) -> partdl.DownloadResult:
+    bucket = partdl.OssV2Bucket(_oss_v2(target.store.endpoint), target.bucket)
     return partdl.download_file(bucket, target.key, path, **options)
 
 
@@ -84,6 +95,7 @@ def _http_head_download(
 # name -> how to build a target on a fresh bucket.
 FACTORIES: dict[str, Callable[[LocalStore, str], Target]] = {
     "oss": lambda store, bucket: Target("oss", store, bucket, _oss_download),
+    "ossv2": lambda store, bucket: Target("ossv2", store, bucket, _oss_v2_download),
     "s3": lambda store, bucket: Target("s3", store, bucket, _s3_download),
     # A presigned GET URL alone: size and ETag come from a bytes=0-0 GET.
     "http": lambda store, bucket: Target("http", store, bucket, _http_download),

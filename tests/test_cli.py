@@ -24,11 +24,16 @@ import pytest
 import partdl
 from partdl import cli
 from partdl.backends.subrange import ByteRange
-from tests.helpers import PART, Interrupt, leftovers, recorded_parts, stop_after
+from tests.helpers import OSS_REGION, PART, Interrupt, leftovers, recorded_parts, stop_after
 from tests.store import LocalStore, Seen
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "data/object.bin"
+ALIBABA_CLOUD_KEYS = (
+    "ALIBABA_CLOUD_ACCESS_KEY_ID",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+    "ALIBABA_CLOUD_SECURITY_TOKEN",
+)
 
 
 @pytest.fixture
@@ -37,6 +42,10 @@ def oss_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OSS_ACCESS_KEY_SECRET", "test")
     monkeypatch.delenv("OSS_SESSION_TOKEN", raising=False)
     monkeypatch.delenv("OSS_ENDPOINT", raising=False)
+    # The local store's endpoint names no region: V4 signing needs one.
+    monkeypatch.setenv("OSS_REGION", OSS_REGION)
+    for name in ALIBABA_CLOUD_KEYS:
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -394,19 +403,26 @@ def test_invalid_arguments_are_one_line_exit_2(
 def test_missing_oss_credentials_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("OSS_ACCESS_KEY_ID", raising=False)
-    monkeypatch.delenv("OSS_ACCESS_KEY_SECRET", raising=False)
+    for name in ("OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", *ALIBABA_CLOUD_KEYS):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALIBABA_CLOUD_CREDENTIALS_FILE", str(tmp_path / "missing.ini"))
     args = ["oss://b/k", str(tmp_path / "out"), "--endpoint", "http://127.0.0.1:9"]
-    assert cli.main(args) == 2
-    assert "OSS_ACCESS_KEY_ID" in only_line(capsys.readouterr().err)
+    assert cli.main([*args, "--region", OSS_REGION]) == 2
+    line = only_line(capsys.readouterr().err)
+    assert "OSS_ACCESS_KEY_ID" in line
+    assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in line
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.usefixtures("oss_env")
-def test_missing_oss_endpoint_is_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_missing_oss_endpoint_and_region_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("OSS_REGION")
     assert cli.main(["oss://b/k", str(tmp_path / "out")]) == 2
-    assert "OSS_ENDPOINT" in only_line(capsys.readouterr().err)
+    line = only_line(capsys.readouterr().err)
+    assert "OSS_ENDPOINT" in line
+    assert "OSS_REGION" in line
 
 
 @pytest.mark.usefixtures("aws_env")
@@ -529,6 +545,7 @@ def child_env(store: LocalStore) -> dict[str, str]:
         "OSS_ACCESS_KEY_ID": "test",
         "OSS_ACCESS_KEY_SECRET": "test",
         "OSS_ENDPOINT": store.endpoint,
+        "OSS_REGION": OSS_REGION,
     }
 
 

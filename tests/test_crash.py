@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import oss2
 import pytest
 
 import partdl
@@ -29,7 +28,7 @@ from partdl.backends.oss import OssBackend
 from partdl.checkpoint import Checkpoint, CheckpointInvalid, decode
 from tests.faultchild import Child
 from tests.faultproxy import TAG_HEADER, Fault, FaultProxy, Record, Rule
-from tests.helpers import PART, leftovers
+from tests.helpers import PART, leftovers, oss_bucket
 from tests.store import LocalStore
 
 KEY = "data/object.bin"
@@ -137,7 +136,7 @@ class Scene:
         return decode(data)  # CheckpointInvalid here fails the test
 
     def final_run(self, tag: str) -> partdl.DownloadResult:
-        bucket = oss2.Bucket(oss2.Auth("test", "test"), self.proxy.endpoint, self.bucket)
+        bucket = oss_bucket(self.proxy.endpoint, self.bucket)
         return partdl.download(
             OssBackend(bucket, KEY, headers={TAG_HEADER: tag}),
             self.out,

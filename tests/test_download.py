@@ -211,10 +211,10 @@ def test_object_that_keeps_changing_raises_after_bounded_restarts(
     assert leftovers(tmp_path, "out") == []
 
 
-# Targets whose server publishes a whole-object checksum: the OSS CRC-64 header, the
-# S3 full-object CRC32 boto3 uploads with, the OSS header on a presigned HEAD. A
-# presigned GET alone (the bytes=0-0 probe) learns none.
-VERIFYING = ["oss", "s3", "http-head"]
+# Targets whose server publishes a whole-object checksum: the OSS CRC-64 header (oss2
+# and the SDK V2), the S3 full-object CRC32 boto3 uploads with, the OSS header on a
+# presigned HEAD. A presigned GET alone (the bytes=0-0 probe) learns none.
+VERIFYING = ["oss", "ossv2", "s3", "http-head"]
 
 
 @pytest.mark.parametrize("target", VERIFYING, indirect=True)

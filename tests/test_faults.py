@@ -15,14 +15,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import oss2
 import pytest
 
 import partdl
 from partdl.checkpoint import decode
 from tests.faultproxy import Fault, FaultProxy, Record, Rule
-from tests.helpers import PART, leftovers
-from tests.store import LocalStore, Seen, s3_client
+from tests.helpers import PART, leftovers, oss_bucket
+from tests.store import LocalStore, Seen, oss_v2_client, s3_client
 
 KEY = "data/object.bin"
 # Fast backoff: the tests are about what is retried, not how long it waits.
@@ -42,6 +41,7 @@ class Scene:
     proxy: FaultProxy
     bucket: str
     tmp: Path
+    sdk: str = "oss2"  # or "ossv2": the OSS SDK V2 client through partdl.OssV2Bucket
 
     @property
     def out(self) -> Path:
@@ -58,12 +58,19 @@ class Scene:
             "stall_timeout": STALL,
         }
         settings.update(options)
-        bucket = oss2.Bucket(
-            oss2.Auth("test", "test"),
-            self.proxy.endpoint,
-            self.bucket,
-            connect_timeout=settings.pop("connect_timeout", SDK_TIMEOUT),
-        )
+        timeout = settings.pop("connect_timeout", SDK_TIMEOUT)
+        bucket: Any
+        if self.sdk == "ossv2":
+            # One attempt per call: the retries counted are partdl's.
+            client = oss_v2_client(
+                self.proxy.endpoint,
+                connect_timeout=timeout,
+                readwrite_timeout=timeout,
+                retry_max_attempts=1,
+            )
+            bucket = partdl.OssV2Bucket(client, self.bucket)
+        else:
+            bucket = oss_bucket(self.proxy.endpoint, self.bucket, connect_timeout=timeout)
         return partdl.download_file(bucket, KEY, self.out, **settings)
 
     def log(self) -> list[Record]:
@@ -109,6 +116,9 @@ class ProgressLog:
         assert self.values[-1] == size
 
 
+# The OSS clients the suite drives through the proxy.
+SDKS = ["oss2", "ossv2"]
+
 # -- one fault, once: retried, and the download is identical ---------------------------
 
 ONE_OFF = {
@@ -126,7 +136,9 @@ ONE_OFF = {
 
 
 @pytest.mark.parametrize("name", sorted(ONE_OFF))
-def test_a_fault_on_two_part_requests_is_retried(scene: Scene, name: str) -> None:
+@pytest.mark.parametrize("sdk", SDKS)
+def test_a_fault_on_two_part_requests_is_retried(scene: Scene, sdk: str, name: str) -> None:
+    scene = dataclasses.replace(scene, sdk=sdk)
     data = os.urandom(12 * PART + 321)
     scene.put(data)
     scene.out.write_bytes(OLD)
@@ -169,7 +181,9 @@ def test_a_faulted_head_is_retried(scene: Scene, fault: Fault) -> None:
     assert len(scene.heads()) == 3
 
 
-def test_retry_continues_mid_part_with_its_crc_and_if_match(scene: Scene) -> None:
+@pytest.mark.parametrize("sdk", SDKS)
+def test_retry_continues_mid_part_with_its_crc_and_if_match(scene: Scene, sdk: str) -> None:
+    scene = dataclasses.replace(scene, sdk=sdk)
     data = os.urandom(6 * PART)
     etag = scene.put(data)
     short = Fault("short", after=30_000)
@@ -288,7 +302,7 @@ def test_connection_refused_is_retried_then_typed(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    bucket = oss2.Bucket(oss2.Auth("test", "test"), f"http://127.0.0.1:{port}", "bucket")
+    bucket = oss_bucket(f"http://127.0.0.1:{port}", "bucket")
     policy = dataclasses.replace(QUICK, attempts=3)
     with pytest.raises(
         partdl.TransferError, match=r"gave up after 3 .*no answer \(ConnectionError\)"
@@ -328,7 +342,9 @@ def test_permanent_errors_are_not_retried(
         assert leftovers(scene.tmp, "out") == []
 
 
-def test_412_restarts_on_a_fresh_head_and_then_gives_up(scene: Scene) -> None:
+@pytest.mark.parametrize("sdk", SDKS)
+def test_412_restarts_on_a_fresh_head_and_then_gives_up(scene: Scene, sdk: str) -> None:
+    scene = dataclasses.replace(scene, sdk=sdk)
     scene.put(os.urandom(5 * PART))
     scene.out.write_bytes(OLD)
     precondition = Fault("status", status=412, code="PreconditionFailed")
@@ -393,7 +409,9 @@ def test_object_overwritten_between_parts_gives_exactly_the_new_version(
     assert leftovers(scene.tmp, "out") == []
 
 
-def test_content_range_of_another_size_restarts_the_download(scene: Scene) -> None:
+@pytest.mark.parametrize("sdk", SDKS)
+def test_content_range_of_another_size_restarts_the_download(scene: Scene, sdk: str) -> None:
+    scene = dataclasses.replace(scene, sdk=sdk)
     data = os.urandom(9 * PART)
     scene.put(data)
     lie = Fault("content_range", mode="total")
@@ -424,7 +442,16 @@ def _proxied_s3(scene: Scene) -> Any:
     return s3_client(scene.proxy.endpoint)
 
 
-DOWNLOADS = {"oss": _oss_download, "s3": _s3_download, "http": _http_download}
+def _oss_v2_download(scene: Scene, **options: Any) -> partdl.DownloadResult:
+    return dataclasses.replace(scene, sdk="ossv2").download(**options)
+
+
+DOWNLOADS = {
+    "oss": _oss_download,
+    "ossv2": _oss_v2_download,
+    "s3": _s3_download,
+    "http": _http_download,
+}
 ONE_AT_A_TIME: dict[str, Any] = {
     "part_size": PART,
     "task_num": 1,
@@ -506,7 +533,9 @@ def test_etags_always_rewritten_by_a_proxy_end_in_object_changed(
 # -- every backend abandons a stalled body -------------------------------------------------
 
 
-@pytest.mark.parametrize("download", [_s3_download, _http_download], ids=["s3", "http"])
+@pytest.mark.parametrize(
+    "download", [_s3_download, _http_download, _oss_v2_download], ids=["s3", "http", "ossv2"]
+)
 def test_a_stalled_body_is_abandoned_by_every_backend(scene: Scene, download: Any) -> None:
     data = os.urandom(6 * PART)
     scene.put(data)

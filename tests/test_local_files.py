@@ -32,7 +32,7 @@ from partdl.backends.oss import OssBackend
 from partdl.checkpoint import decode, encode, encode_record
 from tests.faultchild import Child
 from tests.faultproxy import TAG_HEADER, Fault, FaultProxy, Rule
-from tests.helpers import PART, Interrupt, leftovers, stop_after
+from tests.helpers import OSS_REGION, PART, Interrupt, leftovers, oss_bucket, stop_after
 from tests.store import LocalStore
 
 KEY = "data/object.bin"
@@ -367,7 +367,7 @@ def test_second_download_to_the_same_destination_is_refused(
         assert fault_proxy.wait_held(1) == 1
         during = sorted(os.listdir(tmp_path))
 
-        bucket = oss2.Bucket(oss2.Auth("test", "test"), fault_proxy.endpoint, bucket_name)
+        bucket = oss_bucket(fault_proxy.endpoint, bucket_name)
         second = OssBackend(bucket, KEY, headers={TAG_HEADER: "second"})
         with pytest.raises(partdl.DownloadLockedError, match=str(out)):
             partdl.download(second, out, part_size=PART)
@@ -574,8 +574,12 @@ def test_oss_credentials_never_reach_checkpoint_logs_or_errors(
 ) -> None:
     data = os.urandom(20 * PART)
     store.put(bucket_name, KEY, data)
-    auth = oss2.StsAuth(ACCESS_KEY_ID, ACCESS_KEY_SECRET, SECURITY_TOKEN)
-    bucket = oss2.Bucket(auth, fault_proxy.endpoint, bucket_name)
+    sts = oss2.credentials.StaticCredentialsProvider(
+        ACCESS_KEY_ID, ACCESS_KEY_SECRET, SECURITY_TOKEN
+    )
+    bucket = oss2.Bucket(
+        oss2.ProviderAuthV4(sts), fault_proxy.endpoint, bucket_name, region=OSS_REGION
+    )
     out = tmp_path / "out"
     secrets = (ACCESS_KEY_ID, ACCESS_KEY_SECRET, SECURITY_TOKEN)
     texts: list[str] = []

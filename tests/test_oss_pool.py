@@ -12,6 +12,7 @@ import requests.adapters
 
 import partdl
 from partdl.backends.oss import OssBackend
+from tests.helpers import oss_bucket
 from tests.store import LocalStore
 
 KEY = "pool/object"
@@ -76,7 +77,7 @@ def test_a_callers_own_adapter_is_respected(
     store.put(bucket_name, KEY, data)
     adapter = Adapter(pool_maxsize=2)
     session = oss2.Session(adapter=adapter)
-    bucket = oss2.Bucket(oss2.Auth("test", "test"), store.endpoint, bucket_name, session=session)
+    bucket = oss_bucket(store.endpoint, bucket_name, session=session)
     backend = OssBackend(bucket, KEY, pool_size=16)
     assert backend._bucket.session.session.get_adapter(store.endpoint) is adapter
     out = tmp_path / "out"

@@ -9,6 +9,7 @@ from ..backend import Backend
 from ..errors import InvalidArgumentError
 from ..plan import validate_stall_timeout
 from ._body import DEFAULT_STALL_TIMEOUT
+from .oss_v2 import OssV2Bucket
 from .s3 import S3Bucket
 
 
@@ -21,8 +22,8 @@ def open_backend(
     pool_size: int | None = None,
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
 ) -> Backend:
-    """The backend for ``bucket``: an ``oss2.Bucket``, an :class:`S3Bucket` or a boto3
-    ``s3.Bucket`` resource.
+    """The backend for ``bucket``: an ``oss2.Bucket``, an :class:`OssV2Bucket`, an
+    :class:`S3Bucket` or a boto3 ``s3.Bucket`` resource.
 
     The SDK modules are imported only when such a bucket is passed, so partdl works
     with just the SDK its user has. ``pool_size`` (the download's ``task_num``) is how
@@ -45,6 +46,12 @@ def open_backend(
             pool_size=pool_size,
             stall_timeout=stall_timeout,
         )
+    if isinstance(bucket, OssV2Bucket):
+        from .oss_v2 import OssV2Backend
+
+        return OssV2Backend(
+            bucket, key, version_id=version_id, headers=headers, stall_timeout=stall_timeout
+        )
     # A boto3 resource's class is generated at run time: it is known by its name.
     is_resource = module.startswith("boto3.") and type(bucket).__name__ == "s3.Bucket"
     if isinstance(bucket, S3Bucket) or is_resource:
@@ -59,5 +66,5 @@ def open_backend(
         return S3Backend(s3_bucket, key, version_id=version_id, stall_timeout=stall_timeout)
     raise InvalidArgumentError(
         f"unsupported bucket type {type(bucket).__qualname__}: pass an oss2.Bucket, "
-        "a partdl.S3Bucket or a boto3 s3.Bucket"
+        "a partdl.OssV2Bucket, a partdl.S3Bucket or a boto3 s3.Bucket"
     )
