@@ -237,7 +237,9 @@ class LocalStore:
 
     def _wrap(self, app: WsgiApp) -> WsgiApp:
         def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-            path = unquote(environ.get("PATH_INFO", "")).lstrip("/")
+            # WSGI hands the path over as latin-1 text; keys are UTF-8.
+            raw = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+            path = unquote(raw).lstrip("/")
             bucket, _, key = path.partition("/")
             headers = {
                 name[5:].replace("_", "-").lower(): value
