@@ -264,7 +264,7 @@ class _Batch:
             if planned:
                 counters.files_total -= 1
                 counters.bytes_total -= outcome.size
-            logger.warning("%s failed: %s", outcome.key, outcome.error)
+            logger.info("%s failed: %s", outcome.key, outcome.error)
         if self._on_object is not None:
             self._on_object(outcome)
         self._report()
