@@ -18,6 +18,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 
 from . import checkpoint as codec
 from . import files
-from .errors import LocalFileError, PartdlError, PartialDownloadError
+from .errors import DownloadLockedError, LocalFileError, PartdlError, PartialDownloadError
 from .execute import Meter, ObjectOutcome, PlannedObject, Status, execute
 from .keys import KeyPath, PathClaims, key_path
 from .listing import ListedObject, WholeObjectBackend
@@ -112,6 +113,36 @@ def folds_case(directory: str) -> bool:
     return False
 
 
+_TEMP_NAME = re.compile(r"(.+)\.partdl-[0-9a-f]{8}\.tmp", re.DOTALL)
+
+
+def sweep_temps(root: str, folder: str) -> None:
+    """Remove the temp files of small downloads that died in ``folder`` of the tree.
+
+    Keys with such names are refused, so every match is partdl's. A large object's
+    temp file, which its checkpoint resumes, is kept, and so is one whose file is
+    locked by a live download (``<name>.partdl.lock``).
+    """
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = _TEMP_NAME.fullmatch(name)
+        if match is None:
+            continue
+        destination = os.path.join(folder, match.group(1))
+        relative = os.path.relpath(destination, root).replace(os.sep, "/")
+        if os.path.exists(checkpoint_path(root, relative)):
+            continue
+        try:
+            with files.DestinationLock(destination):
+                logger.info("removing a temp file a killed run left: %s", name)
+                files.remove_quietly(os.path.join(folder, name))
+        except (DownloadLockedError, LocalFileError):
+            continue
+
+
 class Tree:
     """The destination directory of a batch: its keys' paths, its state, its folders."""
 
@@ -125,6 +156,9 @@ class Tree:
         self._root_length = len(os.fsencode(self.root))
         self._made: set[str] = set()
         self.large_checkpoints: set[str] = set()
+        if not dry_run:
+            self._made.add(self.root)
+            sweep_temps(self.root, self.root)
 
     def path(self, entry: Entry) -> KeyPath:
         path = key_path(
@@ -137,25 +171,29 @@ class Tree:
         return path
 
     def make_folders(self, parts: Iterable[str]) -> None:
-        """Make the folders of a path under the root, refusing any link or file in the way."""
+        """Make the folders of a path under the root, refusing any link or file in the way.
+
+        Each folder is visited once per run, and then cleared of the temp files a killed
+        run left there (one directory scan per folder, not per object).
+        """
         current = self.root
         for part in parts:
             current = os.path.join(current, part)
             if current in self._made:
                 continue
-            with contextlib.suppress(FileExistsError):
-                try:
-                    os.mkdir(current)
-                except FileExistsError:
-                    raise
-                except OSError as exc:
-                    raise files.local_error(exc, current, "make the folder") from exc
+            try:
+                os.mkdir(current)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise files.local_error(exc, current, "make the folder") from exc
             if not stat.S_ISDIR(os.lstat(current).st_mode):
                 raise LocalFileError(
                     errno.ENOTDIR,
                     f"cannot make the folder {current}: a file or link of that name is in the way",
                 )
             self._made.add(current)
+            sweep_temps(self.root, current)
 
     def sweep_checkpoints(self) -> None:
         """Drop the checkpoints (and temp files) of large objects this run did not see."""

@@ -218,7 +218,6 @@ class SmallFetcher:
         etag = plan.listed.etag if plan.listed else None
         attempts = Attempts(self._options.retry, self._stop, f"GET {plan.backend.source}")
         integrity_failures = 0
-        files.remove_stale_temps(plan.destination)
         while True:
             try:
                 stat, body = plan.backend.read_whole(etag)
