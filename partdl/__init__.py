@@ -1,4 +1,4 @@
-"""partdl: parallel, resumable, verified downloads of one large object.
+"""partdl: parallel, resumable, verified downloads of large objects and of trees.
 
 >>> import oss2, partdl
 >>> auth = oss2.ProviderAuthV4(oss2.credentials.EnvironmentVariableCredentialsProvider())
@@ -6,6 +6,7 @@
 ...                      region="cn-hangzhou")
 >>> partdl.download_file(bucket, "datasets/big.tar", "big.tar",
 ...                      part_size=8 * 1024 * 1024, task_num=8)
+>>> partdl.download_prefix(bucket, "datasets/v3/", "data/", task_num=16)
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .api import download_many, download_prefix
 from .backend import Backend, RangeBody
 from .backends import open_backend
 from .backends._body import DEFAULT_STALL_TIMEOUT
 from .backends.oss_v2 import OssV2Bucket
 from .backends.s3 import S3Bucket
 from .backends.subrange import ByteRange, narrowed
+from .batch import BatchProgress, BatchResult, ObjectOutcome, Status
 from .control import Control, ControlAction
 from .crc import ChecksumAlgorithm
 from .engine import download
@@ -35,12 +38,15 @@ from .errors import (
     NotFoundError,
     ObjectChangedError,
     PartdlError,
+    PartialDownloadError,
     TransferError,
+    UnsafeKeyError,
 )
 from .model import Checksum, DownloadResult, ObjectStat
 from .options import DEFAULT_CHUNK_SIZE, DEFAULT_TASK_NUM, ProgressCallback
 from .plan import DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE
 from .retry import RetryPolicy
+from .transfer import TransferOptions
 
 if TYPE_CHECKING:
     from .backends.http import download_url
@@ -54,6 +60,8 @@ __all__ = [
     "MIN_PART_SIZE",
     "AccessDeniedError",
     "Backend",
+    "BatchProgress",
+    "BatchResult",
     "ByteRange",
     "Checksum",
     "ChecksumAlgorithm",
@@ -69,16 +77,23 @@ __all__ = [
     "LocalFileError",
     "NotFoundError",
     "ObjectChangedError",
+    "ObjectOutcome",
     "ObjectStat",
     "OssV2Bucket",
     "PartdlError",
+    "PartialDownloadError",
     "RangeBody",
     "RetryPolicy",
     "S3Bucket",
+    "Status",
     "TransferError",
+    "TransferOptions",
+    "UnsafeKeyError",
     "__version__",
     "download",
     "download_file",
+    "download_many",
+    "download_prefix",
     "download_url",
 ]
 

@@ -68,6 +68,7 @@ class ExitCode(enum.IntEnum):
     TRANSFER = 7
     LOCAL_FILE = 8
     LOCKED = 9
+    PARTIAL = 10
     INTERRUPTED = 130
 
 
@@ -84,6 +85,7 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.TRANSFER: "network or server failure after retries; rerun to resume",
     ExitCode.LOCAL_FILE: "a local file could not be written (disk full, permissions)",
     ExitCode.LOCKED: "another partdl is downloading to the same destination",
+    ExitCode.PARTIAL: "many objects: some failed (each is listed), the others are in place",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); rerun the same command to resume",
 }
 
@@ -302,7 +304,28 @@ examples:
   partdl oss://my-bucket/data/big.tar . --region cn-hangzhou --part-size 16MiB --task-num 16
   partdl s3://my-bucket/data/big.tar /tmp/big.tar --json
   partdl 'https://host/big.tar?X-Amz-Signature=...' big.tar --head-url 'https://...'
+
+many objects (see partdl --recursive --help):
+  partdl oss://my-bucket/datasets/v3/ data/ --recursive [--include GLOB] [--exclude GLOB]
+  partdl --input-file FILE [DIR]
 """
+
+
+def add_store_options(store: Any) -> None:
+    """Where oss:// and s3:// buckets are and how to sign for them (one object or many)."""
+    store.add_argument("--endpoint", metavar="URL", help="service endpoint (oss, s3)")
+    store.add_argument(
+        "--region", metavar="REGION", help="the bucket's region, e.g. cn-hangzhou (oss, s3)"
+    )
+    store.add_argument(
+        "--profile", metavar="NAME", help="credentials profile: Alibaba Cloud (oss), AWS (s3)"
+    )
+    store.add_argument(
+        "--sign-version",
+        choices=("1", "4"),
+        metavar="{1,4}",
+        help="OSS signature version (default: 4; 1 only for old private deployments)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -351,19 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--checkpoint-file", metavar="PATH", help="default: DEST.dcp")
     store = parser.add_argument_group("source")
     store.add_argument("--version-id", metavar="ID", help="a version of the object (oss, s3)")
-    store.add_argument("--endpoint", metavar="URL", help="service endpoint (oss, s3)")
-    store.add_argument(
-        "--region", metavar="REGION", help="the bucket's region, e.g. cn-hangzhou (oss, s3)"
-    )
-    store.add_argument(
-        "--profile", metavar="NAME", help="credentials profile: Alibaba Cloud (oss), AWS (s3)"
-    )
-    store.add_argument(
-        "--sign-version",
-        choices=("1", "4"),
-        metavar="{1,4}",
-        help="OSS signature version (default: 4; 1 only for old private deployments)",
-    )
+    add_store_options(store)
     store.add_argument(
         "--head-url", metavar="URL", help="a presigned HEAD URL for a presigned GET URL (http)"
     )
@@ -677,6 +688,11 @@ def _execute(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``partdl`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    from . import cli_batch
+
+    if cli_batch.wants_batch(argv):
+        return cli_batch.main(argv)
     try:
         args = build_parser().parse_args(argv)
     except UsageError as exc:

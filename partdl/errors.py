@@ -6,6 +6,11 @@ and callers never see an ``oss2`` or ``botocore`` exception type.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .batch import BatchResult
+
 
 class PartdlError(Exception):
     """Root of every error partdl raises on purpose."""
@@ -71,3 +76,20 @@ class ObjectChangedDuringRead(PartdlError):
 
     Internal signal from a backend to the engine, which restarts from scratch.
     """
+
+
+class UnsafeKeyError(InvalidArgumentError):
+    """A key cannot be a file under the destination directory (``..``, NUL, a name too
+    long, a file that another key needs as a folder...). Only that object fails."""
+
+
+class PartialDownloadError(PartdlError):
+    """Some objects of a batch failed; every other object finished first.
+
+    ``result`` is the :class:`~partdl.batch.BatchResult`: what was downloaded, skipped,
+    and the error of each object that failed.
+    """
+
+    def __init__(self, message: str, result: BatchResult) -> None:
+        super().__init__(message)
+        self.result = result

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -81,6 +81,47 @@ def signed_v1(seen: Seen) -> bool:
     return seen.headers.get("authorization", "").startswith(OSS_V1) or seen.v1_query
 
 
+def _without_empty_token(environ: dict[str, Any]) -> dict[str, Any]:
+    """oss2's first ListObjectsV2 page sends ``continuation-token=`` (empty), which OSS
+    reads as no token and moto refuses (400): the empty parameter is dropped."""
+    query = environ.get("QUERY_STRING", "")
+    if "continuation-token=" not in query:
+        return environ
+    kept = [p for p in query.split("&") if p != "continuation-token="]
+    return {**environ, "QUERY_STRING": "&".join(kept)}
+
+
+_S3_XMLNS = b' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+
+
+def _is_oss_listing(environ: dict[str, Any], key: str) -> bool:
+    return (
+        environ["REQUEST_METHOD"] == "GET"
+        and not key
+        and environ.get("HTTP_AUTHORIZATION", "").startswith((OSS_V1, OSS_V4))
+    )
+
+
+def _oss_listing(
+    app: WsgiApp, environ: dict[str, Any], start_response: Callable[..., Any]
+) -> Iterable[bytes]:
+    """A bucket listing as OSS sends it: moto's XML without the S3 namespace, which
+    oss2's parser (``root.find('IsTruncated')``) does not expect, and with the
+    ``<Type>`` (Normal, Multipart, Appendable) OSS gives every object."""
+    answer: list[Any] = []
+
+    def capture(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+        answer[:] = [status, headers]
+        return lambda data: None
+
+    body = b"".join(app(environ, capture)).replace(_S3_XMLNS, b"", 1)
+    body = body.replace(b"<Contents>", b"<Contents><Type>Normal</Type>")
+    status, headers = answer
+    headers = [(n, v) for n, v in headers if n.lower() != "content-length"]
+    start_response(status, [*headers, ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def _corrupt_checksum(header: tuple[str, str]) -> tuple[str, str]:
     """An ``x-amz-checksum-<algorithm>`` header with one bit of its value flipped."""
     name, value = header
@@ -136,6 +177,9 @@ class LocalStore:
         # Buckets that refuse V1-signed requests with 403, as OSS does today.
         self.v4_only: set[str] = set()
         self.before_request: Callable[[Seen], None] | None = None
+        # GETs of objects in flight per bucket, and the most seen at once.
+        self._in_flight: dict[str, int] = {}
+        self._peak_in_flight: dict[str, int] = {}
         app = DomainDispatcherApplication(create_backend_app)
         self._server = make_server(
             "127.0.0.1", 0, self._wrap(app), threaded=True, request_handler=MotoRequestHandler
@@ -186,6 +230,45 @@ class LocalStore:
                 if s.bucket == bucket and (method is None or s.method == method)
             ]
 
+    def peak_in_flight(self, bucket: str) -> int:
+        """The most GETs of objects in ``bucket`` the server was answering at once.
+
+        A GET counts from its arrival until just before the last chunk of its body is
+        written, a window inside the client's, so the count never exceeds what the
+        client really had in flight.
+        """
+        with self._lock:
+            return self._peak_in_flight.get(bucket, 0)
+
+    def _enter(self, bucket: str) -> None:
+        with self._lock:
+            count = self._in_flight.get(bucket, 0) + 1
+            self._in_flight[bucket] = count
+            self._peak_in_flight[bucket] = max(count, self._peak_in_flight.get(bucket, 0))
+
+    def _leave(self, bucket: str) -> None:
+        with self._lock:
+            self._in_flight[bucket] -= 1
+
+    def _counted(self, bucket: str, body: Iterable[bytes]) -> Iterator[bytes]:
+        left = False
+        try:
+            previous: bytes | None = None
+            for chunk in body:
+                if previous is not None:
+                    yield previous
+                previous = chunk
+            self._leave(bucket)
+            left = True
+            if previous is not None:
+                yield previous
+        finally:
+            if not left:
+                self._leave(bucket)
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+
     def ranged_gets(self, bucket: str) -> list[str]:
         return [s.range for s in self.requests(bucket, "GET") if s.range]
 
@@ -200,7 +283,9 @@ class LocalStore:
 
     def _wrap(self, app: WsgiApp) -> WsgiApp:
         def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-            path = unquote(environ.get("PATH_INFO", "")).lstrip("/")
+            # WSGI hands the path over as latin-1 text; keys are UTF-8.
+            raw = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+            path = unquote(raw).lstrip("/")
             bucket, _, key = path.partition("/")
             headers = {
                 name[5:].replace("_", "-").lower(): value
@@ -229,6 +314,17 @@ class LocalStore:
                     response_headers = [_corrupt_checksum(h) for h in response_headers]
                 return start_response(status, response_headers, *exc)
 
-            return app(_as_s3(environ), start)
+            if _is_oss_listing(environ, key):
+                return _oss_listing(app, _without_empty_token(_as_s3(environ)), start)
+            counted = seen.method == "GET" and bool(key)
+            if counted:
+                self._enter(bucket)
+            try:
+                body = app(_without_empty_token(_as_s3(environ)), start)
+            except BaseException:
+                if counted:
+                    self._leave(bucket)
+                raise
+            return self._counted(bucket, body) if counted else body
 
         return wrapped

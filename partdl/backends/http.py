@@ -453,6 +453,22 @@ class HttpBackend:
             return InvalidArgumentError(message)
         return PartdlError(message)
 
+    # -- trees of objects (partdl.batch) -----------------------------------------------
+
+    def read_whole(self, etag: str | None) -> tuple[ObjectStat, Urllib3Body]:
+        """GET the whole object; size, ETag and an OSS CRC-64 come from the answer."""
+        what = f"GET {self._location}"
+        conditions = {"If-Match": etag} if etag and not etag.startswith("W/") else {}
+        response = self._send("GET", self._url, conditions, what)
+        size = _int_header(response.headers, "Content-Length")
+        if response.status_code != 200 or size is None:
+            response.close()
+            if response.status_code != 200:
+                raise self._translate(response, what)
+            raise TransientError(f"{what}: the answer has no Content-Length")
+        stat = self._stat(response, size, ranged=True, checksum=_oss_crc(response.headers))
+        return stat, Urllib3Body(response.raw, size)
+
 
 def download_url(
     url: str,

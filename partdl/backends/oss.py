@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import oss2
@@ -15,6 +15,7 @@ import requests.utils
 
 from ..crc import ChecksumAlgorithm
 from ..errors import InvalidArgumentError, PartdlError, TransientError
+from ..listing import ListedObject, http_date, quoted_etag
 from ..model import Checksum, ObjectStat
 from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
 from ._http import check_partial_response, error_class
@@ -186,3 +187,63 @@ class OssBackend:
             body.close()
             raise
         return body
+
+    # -- trees of objects (partdl.batch) -----------------------------------------------
+
+    def for_key(self, key: str) -> OssBackend:
+        """The backend for another key of this bucket, sharing this one's connections."""
+        sibling = copy.copy(self)
+        sibling._key = key
+        sibling._version_id = None
+        sibling._params = None
+        return sibling
+
+    def read_whole(self, etag: str | None) -> tuple[ObjectStat, Urllib3Body]:
+        """GET the whole object; its stat comes from the answer's headers, not a HEAD."""
+        headers = dict(self._headers)
+        if etag:
+            headers["If-Match"] = etag
+        what = f"GET {self.source}"
+        try:
+            result = self._bucket.get_object(self._key, headers=headers, params=self._params)
+        except oss2.exceptions.OssError as exc:
+            raise _translate(exc, what) from exc
+        except NETWORK_ERRORS as exc:
+            raise TransientError(f"{what}: {exc!r}") from exc
+        response: Any = result.resp.response
+        found = result.headers
+        length = found.get("Content-Length", "")
+        size = int(length) if length.isdigit() else -1
+        body = Urllib3Body(response.raw, max(size, 0), stall_timeout=self._stall_timeout)
+        if result.status != 200 or size < 0:
+            body.close()
+            raise TransientError(f"{what}: expected HTTP 200 with a Content-Length")
+        crc = found.get("x-oss-hash-crc64ecma", "")
+        stat = ObjectStat(
+            size=size,
+            etag=found.get("ETag"),
+            last_modified=found.get("Last-Modified"),
+            checksum=Checksum(ChecksumAlgorithm.CRC64XZ, int(crc)) if crc.isdigit() else None,
+            version_id=found.get("x-oss-version-id") or self._version_id,
+        )
+        return stat, body
+
+    def list_objects(self, prefix: str) -> Iterator[ListedObject]:
+        """Every object under ``prefix`` (ListObjectsV2), one page of 1,000 at a time."""
+        payer = {k: v for k, v in self._headers.items() if k.lower() == "x-oss-request-payer"}
+        pages = oss2.ObjectIteratorV2(self._bucket, prefix=prefix, max_keys=1000, headers=payer)
+        what = f"LIST oss://{self._bucket.bucket_name}/{prefix}"
+        try:
+            for info in pages:
+                if info.is_prefix():
+                    continue
+                yield ListedObject(
+                    key=info.key,
+                    size=int(info.size),
+                    etag=quoted_etag(info.etag),
+                    last_modified=http_date(info.last_modified) if info.last_modified else None,
+                )
+        except oss2.exceptions.OssError as exc:
+            raise _translate(exc, what) from exc
+        except NETWORK_ERRORS as exc:
+            raise TransientError(f"{what}: {exc!r}") from exc

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
@@ -21,6 +22,7 @@ from ..errors import (
     PartdlError,
     TransientError,
 )
+from ..listing import ListedObject, http_date, quoted_etag
 from ..model import Checksum, ObjectStat
 from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
 from ._http import check_partial_response, error_class
@@ -215,5 +217,62 @@ class S3Backend:
     def _call(self, what: str, operation: Callable[..., Any], **options: Any) -> Any:
         try:
             return operation(**self._options, **options)
+        except self._sdk_errors as exc:
+            raise _translate(exc, what) from exc
+
+    # -- trees of objects (partdl.batch) -----------------------------------------------
+
+    def for_key(self, key: str) -> S3Backend:
+        """The backend for another key of this bucket, on the same client."""
+        sibling = copy.copy(self)
+        sibling._key = key
+        sibling._version_id = None
+        sibling._options = {**self._options, "Key": key}
+        sibling._options.pop("VersionId", None)
+        return sibling
+
+    def read_whole(self, etag: str | None) -> tuple[ObjectStat, Urllib3Body]:
+        """GET the whole object with ``ChecksumMode=ENABLED``; the stat is the answer's."""
+        conditions = {"IfMatch": etag} if etag else {}
+        response = self._call(
+            f"GET {self.source}", self._client.get_object, ChecksumMode="ENABLED", **conditions
+        )
+        raw = response["Body"]._raw_stream
+        size = int(response.get("ContentLength", -1))
+        body = Urllib3Body(raw, max(size, 0), stall_timeout=self._stall_timeout)
+        status = int(response["ResponseMetadata"]["HTTPStatusCode"])
+        if status != 200 or size < 0:
+            body.close()
+            raise TransientError(f"GET {self.source}: expected HTTP 200, got {status}")
+        headers = response["ResponseMetadata"].get("HTTPHeaders", {})
+        stat = ObjectStat(
+            size=size,
+            etag=response.get("ETag"),
+            last_modified=headers.get("last-modified"),
+            checksum=full_object_checksum(response),
+            version_id=response.get("VersionId") or self._version_id,
+        )
+        return stat, body
+
+    def list_objects(self, prefix: str) -> Iterator[ListedObject]:
+        """Every object under ``prefix`` through the ``list_objects_v2`` paginator."""
+        options = {"Bucket": self._name, "Prefix": prefix}
+        options.update(
+            {k: v for k, v in self._options.items() if k in ("RequestPayer", "ExpectedBucketOwner")}
+        )
+        what = f"LIST s3://{self._name}/{prefix}"
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                **options, PaginationConfig={"PageSize": 1000}
+            )
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    modified = item.get("LastModified")
+                    yield ListedObject(
+                        key=item["Key"],
+                        size=int(item["Size"]),
+                        etag=quoted_etag(item.get("ETag")),
+                        last_modified=http_date(modified) if modified is not None else None,
+                    )
         except self._sdk_errors as exc:
             raise _translate(exc, what) from exc

@@ -1,0 +1,467 @@
+"""Many objects: a prefix or a list of keys, through one pool of ``task_num`` GETs.
+
+Three stages:
+
+1. **Planning** (:class:`Tree`, on the calling thread): a key from the listing
+   becomes a safe path (:mod:`partdl.keys`), passes the filters, claims its path
+   against the other keys, and is skipped when the state of the last run shows the
+   same ETag and the file is untouched. What remains is a :class:`PlannedObject`.
+2. **Execution** (:func:`partdl.execute.execute`, the seam): takes the stream of
+   planned objects and yields one :class:`ObjectOutcome` each; see that module.
+3. **Recording** (:func:`run_batch`, calling thread): each finished object is written
+   to the tree's state, counted, reported, and the :class:`BatchResult` built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import re
+import stat
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from . import checkpoint as codec
+from . import files
+from .errors import DownloadLockedError, LocalFileError, PartdlError, PartialDownloadError
+from .execute import Meter, ObjectOutcome, PlannedObject, Status, execute
+from .keys import KeyPath, PathClaims, key_path
+from .listing import ListedObject, WholeObjectBackend
+from .state import Recorded, TreeLock, TreeState, checkpoint_path, state_dir, unchanged
+from .transfer import TransferOptions
+
+logger = logging.getLogger("partdl")
+
+# The least time between two calls of the progress callback, but for the last.
+_MIN_REPORT_INTERVAL = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class BatchProgress:
+    """What ``progress_callback`` receives, from the calling thread.
+
+    Totals count the objects to fetch (not the skipped ones) and grow while the
+    listing streams in; ``listing_done`` says they are final.
+    """
+
+    bytes_done: int
+    bytes_total: int
+    files_done: int
+    files_total: int
+    files_skipped: int
+    files_failed: int
+    listing_done: bool
+
+
+BatchProgressCallback = Callable[[BatchProgress], object]
+ObjectCallback = Callable[[ObjectOutcome], object]
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """What :func:`partdl.download_prefix` and :func:`partdl.download_many` return.
+
+    Keys are the object keys (an HTTP item's URL without its query string). With
+    ``dry_run``, ``downloaded`` lists what would be fetched and nothing was.
+    """
+
+    downloaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, PartdlError] = field(default_factory=dict)
+    bytes_downloaded: int = 0
+    bytes_skipped: int = 0
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+# -- planning ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One object to consider: from a listing, or named by the caller."""
+
+    key: str
+    relative: str
+    """Its path under the tree (``/``-separated, unchecked), or the path as given."""
+    listed: ListedObject | None
+    open: Callable[[], WholeObjectBackend]
+
+
+def _path_limit(directory: str, name: str, default: int) -> int:
+    try:
+        return os.pathconf(directory, name)
+    except (OSError, ValueError):
+        return default
+
+
+def folds_case(directory: str) -> bool:
+    """Whether the file system holding ``directory`` treats ``A`` and ``a`` as one name."""
+    for path in (directory, state_dir(directory)):
+        parent, name = os.path.split(path)
+        if name.swapcase() == name or not os.path.exists(path):
+            continue
+        other = os.path.join(parent, name.swapcase())
+        with contextlib.suppress(OSError):
+            return os.path.exists(other) and os.path.samefile(path, other)
+    return False
+
+
+_TEMP_NAME = re.compile(r"(.+)\.partdl-[0-9a-f]{8}\.tmp", re.DOTALL)
+
+
+def sweep_temps(root: str, folder: str) -> None:
+    """Remove the temp files of small downloads that died in ``folder`` of the tree.
+
+    Keys with such names are refused, so every match is partdl's. A large object's
+    temp file, which its checkpoint resumes, is kept, and so is one whose file is
+    locked by a live download (``<name>.partdl.lock``).
+    """
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = _TEMP_NAME.fullmatch(name)
+        if match is None:
+            continue
+        destination = os.path.join(folder, match.group(1))
+        relative = os.path.relpath(destination, root).replace(os.sep, "/")
+        if os.path.exists(checkpoint_path(root, relative)):
+            continue
+        try:
+            with files.DestinationLock(destination):
+                logger.info("removing a temp file a killed run left: %s", name)
+                files.remove_quietly(os.path.join(folder, name))
+        except (DownloadLockedError, LocalFileError):
+            continue
+
+
+class Tree:
+    """The destination directory of a batch: its keys' paths, its state, its folders."""
+
+    def __init__(self, directory: str, *, dry_run: bool) -> None:
+        self.root = os.path.abspath(directory)
+        self.dry_run = dry_run
+        self.state = TreeState(self.root, read_only=dry_run)
+        self.claims = PathClaims(fold_case=folds_case(self.root))
+        self._name_max = _path_limit(self.root, "PC_NAME_MAX", 255)
+        self._path_max = _path_limit(self.root, "PC_PATH_MAX", 4096)
+        self._root_length = len(os.fsencode(self.root))
+        self._made: set[str] = set()
+        self.large_checkpoints: set[str] = set()
+        if not dry_run:
+            self._made.add(self.root)
+            sweep_temps(self.root, self.root)
+
+    def path(self, entry: Entry) -> KeyPath:
+        path = key_path(
+            entry.relative,
+            root_length=self._root_length,
+            name_max=self._name_max,
+            path_max=self._path_max,
+        )
+        self.claims.claim(path, entry.key)
+        return path
+
+    def make_folders(self, parts: Iterable[str]) -> None:
+        """Make the folders of a path under the root, refusing any link or file in the way.
+
+        Each folder is visited once per run, and then cleared of the temp files a killed
+        run left there (one directory scan per folder, not per object).
+        """
+        current = self.root
+        for part in parts:
+            current = os.path.join(current, part)
+            if current in self._made:
+                continue
+            try:
+                os.mkdir(current)
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise files.local_error(exc, current, "make the folder") from exc
+            if not stat.S_ISDIR(os.lstat(current).st_mode):
+                raise LocalFileError(
+                    errno.ENOTDIR,
+                    f"cannot make the folder {current}: a file or link of that name is in the way",
+                )
+            self._made.add(current)
+            sweep_temps(self.root, current)
+
+    def sweep_checkpoints(self) -> None:
+        """Drop the checkpoints (and temp files) of large objects this run did not see."""
+        folder = os.path.join(state_dir(self.root), "checkpoints")
+        with contextlib.suppress(OSError):
+            for name in os.listdir(folder):
+                path = os.path.join(folder, name)
+                if path in self.large_checkpoints or not name.endswith(".dcp"):
+                    continue
+                data = files.read_small(path, 64 * 1024 * 1024)
+                with contextlib.suppress(codec.CheckpointInvalid, TypeError):
+                    saved = codec.decode(data or b"")
+                    if files.is_temp_for(saved.destination, saved.temp_path):
+                        files.remove_quietly(saved.temp_path)
+                logger.info("removing the checkpoint of an object no longer listed: %s", name)
+                files.remove_quietly(path)
+
+
+def _head_if_kept(
+    backend: WholeObjectBackend, recorded: Recorded, destination: str
+) -> ListedObject | None:
+    """A HEAD, for a key named without a listing whose earlier download is still in place.
+
+    It costs one request instead of a GET; anything but a clean answer means fetch.
+    """
+    if not unchanged(recorded, backend.source, recorded.etag, recorded.size, destination):
+        return None
+    try:
+        stat = backend.stat()
+    except PartdlError as exc:
+        logger.debug("HEAD %s failed (%s): fetching it", backend.source, exc)
+        return None
+    return ListedObject(backend.source, stat.size, stat.etag, stat.last_modified)
+
+
+@dataclass(slots=True)
+class _Counters:
+    bytes_total: int = 0
+    files_total: int = 0
+    files_done: int = 0
+    files_skipped: int = 0
+    files_failed: int = 0
+    listing_done: bool = False
+
+
+class _Batch:
+    """One call of download_prefix / download_many: plans, executes, records, reports."""
+
+    def __init__(
+        self,
+        tree: Tree | None,
+        options: TransferOptions,
+        *,
+        dry_run: bool,
+        progress_callback: BatchProgressCallback | None,
+        on_object: ObjectCallback | None,
+    ) -> None:
+        self._tree = tree
+        self._options = options
+        self._dry_run = dry_run
+        self._progress_callback = progress_callback
+        self._on_object = on_object
+        self._counters = _Counters()
+        self._meter = Meter(self._report)
+        self._last_report = 0.0
+        self._last_value: BatchProgress | None = None
+        self._claims = PathClaims()
+        self.result = BatchResult(dry_run=dry_run)
+
+    # -- reporting (calling thread) ------------------------------------------------------
+
+    def _report(self, *, force: bool = False) -> None:
+        if self._progress_callback is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_report < _MIN_REPORT_INTERVAL:
+            return
+        counters = self._counters
+        value = BatchProgress(
+            bytes_done=self._meter.value,
+            bytes_total=counters.bytes_total,
+            files_done=counters.files_done,
+            files_total=counters.files_total,
+            files_skipped=counters.files_skipped,
+            files_failed=counters.files_failed,
+            listing_done=counters.listing_done,
+        )
+        if value != self._last_value:
+            self._last_report, self._last_value = now, value
+            self._progress_callback(value)
+
+    def _finish(self, outcome: ObjectOutcome, *, planned: bool = True) -> None:
+        result, counters = self.result, self._counters
+        if outcome.status is Status.DOWNLOADED:
+            result.downloaded.append(outcome.key)
+            result.bytes_downloaded += outcome.size
+            counters.files_done += 1
+        elif outcome.status is Status.SKIPPED:
+            result.skipped.append(outcome.key)
+            result.bytes_skipped += outcome.size
+            counters.files_skipped += 1
+        else:
+            assert outcome.error is not None
+            result.failed[outcome.key] = outcome.error
+            counters.files_failed += 1
+            if planned:
+                counters.files_total -= 1
+                counters.bytes_total -= outcome.size
+            logger.info("%s failed: %s", outcome.key, outcome.error)
+        if self._on_object is not None:
+            self._on_object(outcome)
+        self._report()
+
+    # -- planning (calling thread) -------------------------------------------------------
+
+    def _plans(self, entries: Iterable[Entry]) -> Iterator[PlannedObject]:
+        for entry in entries:
+            try:
+                plan = self._plan(entry)
+            except PartdlError as exc:
+                self._finish(
+                    ObjectOutcome(
+                        entry.key,
+                        entry.relative,
+                        Status.FAILED,
+                        entry.listed.size if entry.listed else 0,
+                        error=exc,
+                    ),
+                    planned=False,
+                )
+                continue
+            if plan is None:
+                continue
+            self._counters.files_total += 1
+            self._counters.bytes_total += plan.listed.size if plan.listed else 0
+            if self._dry_run:
+                self._finish(
+                    ObjectOutcome(
+                        plan.key,
+                        plan.destination,
+                        Status.DOWNLOADED,
+                        plan.listed.size if plan.listed else 0,
+                    )
+                )
+                continue
+            yield plan
+        self._counters.listing_done = True
+        self._report(force=True)
+
+    def _plan(self, entry: Entry) -> PlannedObject | None:
+        tree = self._tree
+        if tree is None:
+            destination = os.path.abspath(entry.relative)
+            parts = tuple(p for p in destination.split(os.sep) if p)
+            self._claims.claim(KeyPath(parts, is_folder=False), entry.key)
+            if not self._dry_run:
+                try:
+                    os.makedirs(os.path.dirname(destination), exist_ok=True)
+                except OSError as exc:
+                    raise files.local_error(exc, destination, "make the folder of") from exc
+            return PlannedObject(entry.key, entry.open(), destination, entry.listed, None)
+        path = tree.path(entry)
+        if path.is_folder:
+            if not self._dry_run:
+                tree.make_folders(path.parts)
+            return None
+        destination = path.under(tree.root)
+        backend = entry.open()
+        listed = entry.listed
+        recorded = tree.state.lookup(path.relative)
+        if listed is None and recorded is not None:
+            listed = _head_if_kept(backend, recorded, destination)
+        if listed is not None and unchanged(
+            recorded, backend.source, listed.etag, listed.size, destination
+        ):
+            self._finish(
+                ObjectOutcome(entry.key, destination, Status.SKIPPED, listed.size),
+                planned=False,
+            )
+            return None
+        if not self._dry_run:
+            tree.make_folders(path.parts[:-1])
+        checkpoint = checkpoint_path(tree.root, path.relative)
+        if listed is None or not self._options.fits_one_part(listed.size):
+            tree.large_checkpoints.add(checkpoint)
+        return PlannedObject(entry.key, backend, destination, listed, checkpoint, path.relative)
+
+    # -- the run -------------------------------------------------------------------------
+
+    def run(self, entries: Iterable[Entry]) -> BatchResult:
+        self._report(force=True)
+        plans = self._plans(entries)
+        if self._dry_run:
+            for _ in plans:  # planning reports every object; nothing is fetched
+                pass
+        else:
+            for outcome in execute(plans, self._options, self._meter):
+                if outcome.status is Status.DOWNLOADED:
+                    self._record(outcome)
+                self._finish(outcome)
+            if self._tree is not None:
+                self._tree.sweep_checkpoints()
+        self._report(force=True)
+        return self.result
+
+    def _record(self, outcome: ObjectOutcome) -> None:
+        tree = self._tree
+        if tree is None or outcome.result is None or outcome.relative is None:
+            return
+        try:
+            info = os.lstat(outcome.path)
+        except OSError:
+            return
+        tree.state.record(
+            outcome.relative,
+            Recorded(outcome.source, outcome.result.etag, outcome.size, info.st_mtime_ns),
+        )
+
+
+def run_batch(
+    entries: Iterable[Entry],
+    *,
+    directory: str | None,
+    options: TransferOptions,
+    dry_run: bool,
+    progress_callback: BatchProgressCallback | None,
+    on_object: ObjectCallback | None,
+) -> BatchResult:
+    """Run a batch and raise PartialDownloadError at the end if any object failed."""
+    with contextlib.ExitStack() as stack:
+        tree = None
+        if directory is not None:
+            root = os.path.abspath(directory)
+            if not dry_run:
+                try:
+                    os.makedirs(root, exist_ok=True)
+                except OSError as exc:
+                    raise files.local_error(exc, root, "make the directory") from exc
+                os.makedirs(state_dir(root), exist_ok=True)
+                stack.enter_context(TreeLock(root))
+            tree = Tree(root, dry_run=dry_run)
+            stack.callback(tree.state.close)
+        batch = _Batch(
+            tree,
+            options,
+            dry_run=dry_run,
+            progress_callback=progress_callback,
+            on_object=on_object,
+        )
+        result = batch.run(entries)
+    if result.failed:
+        count = len(result.failed)
+        first = next(iter(result.failed.items()))
+        raise PartialDownloadError(
+            f"{count} of {count + len(result.downloaded) + len(result.skipped)} objects "
+            f"failed; the first, {first[0]!r}: {first[1]}",
+            result,
+        )
+    return result
+
+
+__all__ = [
+    "BatchProgress",
+    "BatchResult",
+    "Entry",
+    "ObjectOutcome",
+    "PlannedObject",
+    "Status",
+    "Tree",
+    "run_batch",
+]

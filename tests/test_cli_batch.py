@@ -1,0 +1,231 @@
+"""``partdl ... --recursive`` and ``partdl --input-file``: many objects from the command line."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from partdl import cli
+from tests.helpers import OSS_REGION, PART
+from tests.store import LocalStore
+from tests.targets import Target, presign
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    nowhere = tmp_path_factory.mktemp("aws") / "missing"
+    for name, value in {
+        "OSS_ACCESS_KEY_ID": "test",
+        "OSS_ACCESS_KEY_SECRET": "test",
+        "OSS_REGION": OSS_REGION,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(nowhere),
+        "AWS_SHARED_CREDENTIALS_FILE": str(nowhere),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("OSS_SESSION_TOKEN", "OSS_ENDPOINT", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+
+
+def put(store: LocalStore, bucket: str, objects: dict[str, bytes]) -> None:
+    for key, data in objects.items():
+        store.put(bucket, key, data)
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and ".partdl" not in p.parts
+    }
+
+
+def json_line(text: str) -> dict[str, Any]:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, lines
+    document: dict[str, Any] = json.loads(lines[0])
+    return document
+
+
+@pytest.mark.usefixtures("env")
+@pytest.mark.parametrize("scheme", ["oss", "s3"])
+def test_recursive_download_then_a_rerun_that_skips_everything(
+    store: LocalStore,
+    bucket_name: str,
+    tmp_path: Path,
+    scheme: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    objects = {"p/a": os.urandom(100), "p/d/b": os.urandom(2 * PART + 3), "q/c": b"not this"}
+    put(store, bucket_name, objects)
+    args = [f"{scheme}://{bucket_name}/p/", str(tmp_path), "--recursive"]
+    args += ["--endpoint", store.endpoint, "--part-size", "100KiB", "--json"]
+
+    assert cli.main(args) == 0
+
+    summary = json_line(capsys.readouterr().out)
+    assert files(tmp_path) == {"a": objects["p/a"], "d/b": objects["p/d/b"]}
+    assert summary["status"] == "ok"
+    assert (summary["downloaded"], summary["skipped"], summary["failed"]) == (2, 0, [])
+    assert summary["bytes_downloaded"] == 2 * PART + 103
+
+    assert cli.main(args) == 0
+    again = json_line(capsys.readouterr().out)
+    assert (again["downloaded"], again["skipped"]) == (0, 2)
+
+
+@pytest.mark.usefixtures("env")
+def test_partial_failure_exits_10_and_lists_every_failed_key(
+    store: LocalStore, bucket_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put(store, bucket_name, {"p/ok": b"ok", "p/../up": b"x", "p/a//b": b"y"})
+    base = [f"oss://{bucket_name}/p", str(tmp_path / "t"), "-r", "--endpoint", store.endpoint]
+
+    assert cli.main(base) == cli.ExitCode.PARTIAL
+
+    out, err = capsys.readouterr()
+    assert "1 downloaded" in out
+    assert "2 failed" in out
+    assert "partdl: failed: p/../up: key '../up' has a '..' segment" in err
+    assert "partdl: failed: p/a//b: " in err
+
+    assert cli.main([*base, "--json"]) == 10
+    summary = json_line(capsys.readouterr().out)
+    assert summary["status"] == "partial"
+    assert summary["exit_code"] == 10
+    assert sorted(f["key"] for f in summary["failed"]) == ["p/../up", "p/a//b"]
+    assert {f["error"] for f in summary["failed"]} == {"invalid_argument"}
+    assert summary["skipped"] == 1
+    assert os.listdir(tmp_path) == ["t"]
+
+
+@pytest.mark.usefixtures("env")
+def test_include_exclude_and_dry_run(
+    store: LocalStore, bucket_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put(store, bucket_name, {"p/a.bin": b"a", "p/b.txt": b"b", "p/tmp/c.bin": b"c"})
+    base = [f"s3://{bucket_name}/p/", str(tmp_path / "t"), "-r", "--endpoint", store.endpoint]
+    base += ["--include", "*.bin", "--exclude", "tmp"]
+    before = len(store.requests(bucket_name))
+
+    assert cli.main([*base, "--dry-run"]) == 0
+
+    out = capsys.readouterr().out
+    assert f"would download: p/a.bin -> {tmp_path / 't' / 'a.bin'} (1 bytes)" in out
+    assert "b.txt" not in out
+    assert "tmp/c.bin" not in out
+    assert "1 would be downloaded" in out
+    assert not (tmp_path / "t").exists()
+    assert [s.method for s in store.requests(bucket_name)[before:]] == ["GET"]  # the LIST
+
+    assert cli.main([*base, "-q"]) == 0
+    assert files(tmp_path / "t") == {"a.bin": b"a"}
+
+
+@pytest.mark.usefixtures("env")
+def test_input_file_mixes_oss_s3_and_presigned_urls(
+    store: LocalStore,
+    bucket_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    objects = {"k/one": os.urandom(200), "k/two": os.urandom(2 * PART), "k/three": b"3"}
+    put(store, bucket_name, objects)
+    url = presign(Target("http", store, bucket_name, fetch=None, key="k/three"))  # type: ignore[arg-type]
+    listing = tmp_path / "list.txt"
+    listing.write_text(
+        "# a comment, then a blank line\n\n"
+        f"oss://{bucket_name}/k/one 'with space/one.bin'  # trailing comment\n"
+        f"s3://{bucket_name}/k/two sub/\n"
+        f"'{url}' third.bin\n"
+    )
+    out_dir = tmp_path / "out"
+    args = ["-i", str(listing), str(out_dir), "--endpoint", store.endpoint, "--json"]
+
+    assert cli.main([*args, "--part-size", "100KiB"]) == 0
+
+    assert files(out_dir) == {
+        "with space/one.bin": objects["k/one"],
+        "sub/two": objects["k/two"],
+        "third.bin": objects["k/three"],
+    }
+    assert json_line(capsys.readouterr().out)["downloaded"] == 3
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"oss://{bucket_name}/k/one\n"))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--input-file", "-", "--endpoint", store.endpoint, "-q"]) == 0
+    assert (tmp_path / "one").read_bytes() == objects["k/one"]
+
+
+@pytest.mark.usefixtures("env")
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ("oss://B/k a b\n", "list.txt:1: expected SRC [DEST]"),
+        ("\nftp://host/x\n", "list.txt:2: SRC must be"),
+        ("oss://B/k 'unclosed\n", "list.txt:1: No closing quotation"),
+        # A DEST that leaves DIR is refused like a key would be: that item fails.
+        ("oss://B/k ../../etc/x\n", "failed: k: key '../../etc/x' has a '..' segment"),
+    ],
+)
+def test_bad_input_files(
+    store: LocalStore,
+    bucket_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    lines: str,
+    message: str,
+) -> None:
+    listing = tmp_path / "list.txt"
+    listing.write_text(lines.replace("B", bucket_name))
+    code = cli.main(["-i", str(listing), str(tmp_path / "out"), "--endpoint", store.endpoint])
+    assert message in capsys.readouterr().err
+    assert code == 2
+    assert store.requests(bucket_name, "GET") == []
+
+
+@pytest.mark.usefixtures("env")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["oss://b/p/", "--recursive"],
+        ["oss://b/p/", "d", "--recursive", "-i", "x"],
+        ["https://h/x", "d", "--recursive"],
+        ["-i", "x", "a", "b"],
+        ["-i", "x", "--include", "*"],
+        ["oss:///p", "d", "-r"],
+    ],
+)
+def test_batch_usage_errors_exit_2(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main([*args, "--endpoint", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("partdl: error: ")
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.usefixtures("env")
+def test_a_missing_bucket_exits_3(
+    store: LocalStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["s3://no-such-bucket/p/", str(tmp_path), "-r", "--endpoint", store.endpoint, "--json"]
+    assert cli.main(args) == 3
+    assert json_line(capsys.readouterr().out)["error"] == "not_found"
+
+
+def test_batch_help_documents_the_partial_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--recursive", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert f"10  {cli.EXIT_MEANINGS[cli.ExitCode.PARTIAL]}" in out
+    assert "--include GLOB" in out
