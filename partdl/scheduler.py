@@ -292,7 +292,8 @@ class _Board:
             return None
         _, piece, low = best
         rate = piece.rate(now)
-        share = rate / (rate + reference) if rate and reference else 0.5
+        # A connection delivering nothing keeps only what it has claimed.
+        share = rate / (rate + reference) if rate is not None and reference else 0.5
         room = piece.end - low
         cut = low + int(room * share)
         cut = -(-cut // _SPLIT_ALIGN) * _SPLIT_ALIGN
@@ -370,12 +371,12 @@ class _Board:
         with self._lock:
             if piece.state.job.stop.is_set():
                 raise Stopped
-            if piece.abandon:
-                piece.abandon = False
-                raise Reconnect
             left = piece.end - piece.position
             if left <= 0:
                 return 0
+            if piece.abandon:
+                piece.abandon = False
+                raise Reconnect
             if piece.receiving_since is None:
                 piece.receiving_since = time.monotonic()
                 size = _FIRST_READ
