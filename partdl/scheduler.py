@@ -46,7 +46,7 @@ from typing import TypeVar
 
 from .crc import ChecksumAlgorithm, combine_all
 from .plan import KiB, MiB, Part
-from .worker import PartDone, PartWorker, Reconnect, Stopped
+from .worker import PartDone, PartWorker, Reconnect, Stopped, chunk_buffer
 
 logger = logging.getLogger("partdl")
 
@@ -324,7 +324,11 @@ class _Board:
             assembly.unfinished -= 1
             if assembly.unfinished == 0:
                 pieces = sorted(assembly.pieces, key=lambda p: p.start)
-                value = combine_all(state.job.algorithm, ((p.crc, p.end - p.start) for p in pieces))
+                value = pieces[0].crc  # a part in one piece, by far the most common
+                if len(pieces) > 1:
+                    value = combine_all(
+                        state.job.algorithm, ((p.crc, p.end - p.start) for p in pieces)
+                    )
                 done = PartDone(assembly.part.index, value, fetched=True)
                 self._events.put(_PartFinished(state.job, done))
                 state.parts_left -= 1
@@ -515,7 +519,7 @@ class Scheduler:
                 event = None
 
     def _serve(self, board: _Board) -> None:
-        view = memoryview(bytearray(self._chunk_size))
+        view = chunk_buffer(self._chunk_size)
         while (piece := board.take()) is not None:
             worker = piece.state.job.worker
             try:

@@ -89,9 +89,20 @@ class Attempts:
 
 
 class _Buffers(threading.local):
-    """One reusable chunk buffer per worker thread: memory is task_num x chunk_size."""
+    """One reusable chunk buffer per pool thread: memory is task_num x chunk_size."""
 
     buffer: bytearray | None = None
+
+
+_BUFFERS = _Buffers()
+
+
+def chunk_buffer(size: int) -> memoryview:
+    """This thread's buffer of ``size`` bytes, for fetching and verifying alike."""
+    buffer = _BUFFERS.buffer
+    if buffer is None or len(buffer) != size:
+        buffer = _BUFFERS.buffer = bytearray(size)
+    return memoryview(buffer)
 
 
 def pwrite_all(fd: int, data: memoryview, offset: int, path: str) -> None:
@@ -173,17 +184,10 @@ class PartWorker:
         self._stop = stop
         self._progress = progress
         self._writeback = writeback
-        self._buffers = _Buffers()
 
     @property
     def stop(self) -> threading.Event:
         return self._stop
-
-    def _view(self) -> memoryview:
-        buffer = self._buffers.buffer
-        if buffer is None:
-            buffer = self._buffers.buffer = bytearray(self._chunk_size)
-        return memoryview(buffer)
 
     def fetch(self, span: Span, view: memoryview) -> int:
         """Download ``span`` through ``view``; return the CRC of its bytes.
@@ -233,7 +237,7 @@ class PartWorker:
 
     def verify(self, part: Part, expected_crc: int) -> PartDone | None:
         """Re-read a part recorded as complete; None if its bytes no longer match."""
-        view = self._view()
+        view = chunk_buffer(self._chunk_size)
         crc, offset = 0, part.start
         while offset < part.end:
             if self._stop.is_set():
