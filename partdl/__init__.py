@@ -115,6 +115,7 @@ def download_file(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     byte_range: ByteRange | tuple[int, int | None] | None = None,
+    fsync: bool = True,
 ) -> DownloadResult:
     """Download ``key`` from ``bucket`` to ``path`` in parallel ranges, resumably.
 
@@ -130,7 +131,10 @@ def download_file(
     abandoned and its part resumed on a new one, under ``retry``. The destination is
     replaced only once the whole file is in place and its checksum matches the server's.
     ``byte_range=(start, end)`` downloads only those bytes, ``end`` inclusive as in HTTP
-    (``None`` for the end of the object).
+    (``None`` for the end of the object). Once this returns, the file and the removal
+    of its checkpoint survive a power cut; ``fsync=False`` skips every flush to disk
+    (scratch data: the file is complete for every process at once, but after a power
+    cut or an OS crash it may be missing, old or hold zeros where data was).
 
     Raises a :class:`PartdlError` subclass on failure; bad arguments raise
     :class:`InvalidArgumentError`, which is also a ``ValueError``.
@@ -154,6 +158,7 @@ def download_file(
         retry=retry,
         control=control,
         chunk_size=chunk_size,
+        fsync=fsync,
     )
 
 

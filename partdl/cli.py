@@ -369,6 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument(
         "--range", type=_byte_range, metavar="START-END", help="only these bytes (inclusive)"
     )
+    transfer.add_argument(
+        "--no-fsync",
+        dest="fsync",
+        action="store_false",
+        help="scratch data: do not flush the file to disk (it may not survive a power cut)",
+    )
     resume = transfer.add_mutually_exclusive_group()
     resume.add_argument("--no-checkpoint", action="store_true", help="do not keep a checkpoint")
     resume.add_argument("--checkpoint-file", metavar="PATH", help="default: DEST.dcp")
@@ -638,6 +644,7 @@ def _run(args: argparse.Namespace, request: _Request) -> DownloadResult:
                 checkpoint_file=request.checkpoint,
                 progress_callback=bar,
                 retry=RetryPolicy(attempts=args.retries + 1, deadline=args.retry_deadline),
+                fsync=args.fsync,
             )
     finally:
         if bar is not None:  # before any message, which would otherwise share its line

@@ -1,21 +1,19 @@
-"""The orchestrator: one HEAD, a plan, a pool of workers, a checkpoint, one rename.
+"""The orchestrator: one HEAD, a plan, resume or start fresh, verification, one rename.
 
-Only this module touches the thread pool. It alone owns the checkpoint and the
-list of finished parts, so neither needs a lock; workers report back through
-futures carrying :class:`PartDone` values.
+The fetching itself runs in :mod:`partdl.scheduler`, which owns the pool; this
+module decides what to fetch and what to keep. It alone owns the checkpoint and the
+list of finished parts, so neither needs a lock: the scheduler hands finished parts
+back on this thread as :class:`PartDone` values.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from . import checkpoint as codec
 from . import files
@@ -42,19 +40,15 @@ from .options import (
 )
 from .plan import MiB, Part, choose_part_size, plan_parts
 from .retry import RetryPolicy
+from .scheduler import Job, Scheduler
 from .worker import Attempts, PartDone, PartWorker, Progress
 
 logger = logging.getLogger("partdl")
 
 # A changed ETag restarts the download from scratch at most this many times.
 MAX_RESTARTS = 3
-# How often the orchestrator wakes to report progress and look at its Control.
-_TICK = 0.1
 # A checkpoint larger than this is not one partdl wrote (100,000 parts take ~5 MB).
 _CHECKPOINT_READ_LIMIT = 256 * MiB
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(slots=True)
@@ -105,26 +99,40 @@ class _Job:
         if not self.in_place:
             files.remove_quietly(self.temp_path)
 
-    def commit(self, destination: str) -> None:
+    def commit(self, destination: str, *, durable: bool) -> None:
+        """Move the complete file into place; with ``durable``, so that it survives a power cut.
+
+        The durable order: the data (mostly written back already, see
+        ``files.start_writeback``) and the file's mode are fsynced, the temp file is
+        renamed over the destination, the checkpoint is removed, and only then is the
+        directory fsynced, so that both the rename and the removal are on disk when
+        this returns. A crash between any two steps leaves a state the next run
+        resolves without a wrong file (see docs/reliability.md).
+        """
         if self.checkpoint is not None:
             self.checkpoint.close()
-        if self.in_place:
-            os.close(self.fd)
-            if self.checkpoint is not None:
-                self.checkpoint.delete()
-            return
         try:
-            # Private (0600) while incomplete; once complete, the mode any new file
-            # would get, or the mode of the file it replaces.
-            os.fchmod(self.fd, files.final_mode(destination))
-            os.fsync(self.fd)
+            if not self.in_place:
+                # Private (0600) while incomplete; once complete, the mode any new file
+                # would get, or the mode of the file it replaces.
+                os.fchmod(self.fd, files.final_mode(destination))
+            if durable:
+                # An adopted destination too: the run that renamed it may not have synced.
+                os.fsync(self.fd)
             os.close(self.fd)
-            os.replace(self.temp_path, destination)
+            if not self.in_place:
+                os.replace(self.temp_path, destination)
         except OSError as exc:
             raise files.local_error(exc, destination, "move the download into") from exc
-        files.fsync_directory(os.path.dirname(destination))
         if self.checkpoint is not None:
             self.checkpoint.delete()
+        if durable:
+            directory = os.path.dirname(destination)
+            files.fsync_directory(directory)
+            if self.checkpoint is not None:
+                other = os.path.dirname(self.checkpoint.path)
+                if other != directory:
+                    files.fsync_directory(other)
 
 
 class _Reporter:
@@ -157,11 +165,11 @@ class Downloader:
         options = self._options
         with (
             files.DestinationLock(options.destination),
-            ThreadPoolExecutor(options.task_num, thread_name_prefix="partdl") as pool,
+            Scheduler(options.task_num, options.chunk_size) as scheduler,
         ):
-            return self._run(pool)
+            return self._run(scheduler)
 
-    def _run(self, pool: ThreadPoolExecutor) -> DownloadResult:
+    def _run(self, scheduler: Scheduler) -> DownloadResult:
         try:
             stat = self._stat()
         except NotFoundError:
@@ -169,9 +177,9 @@ class Downloader:
             raise
         restarts = integrity_failures = 0
         while True:
-            job = self._open(pool, stat)
+            job = self._open(scheduler, stat)
             try:
-                checksum = self._fetch(pool, job)
+                checksum = self._fetch(scheduler, job)
             except ObjectChangedDuringRead as exc:
                 job.discard()
                 restarts += 1
@@ -207,7 +215,16 @@ class Downloader:
                 restarts += 1
                 stat = self._stat()
                 continue
-            job.commit(self._options.destination)
+            job.commit(self._options.destination, durable=self._options.fsync)
+            stats = scheduler.stats
+            if stats.splits or stats.abandons:
+                logger.info(
+                    "%d GETs for %d parts: %d ranges split, %d slow connections abandoned",
+                    stats.gets,
+                    job.fetched,
+                    stats.splits,
+                    stats.abandons,
+                )
             self._reporter.report(force=True)
             return self._result(job, checksum, restarts)
 
@@ -253,11 +270,11 @@ class Downloader:
 
     # -- opening a job: resume from a checkpoint, or start fresh ---------------------
 
-    def _open(self, pool: ThreadPoolExecutor, stat: ObjectStat) -> _Job:
+    def _open(self, scheduler: Scheduler, stat: ObjectStat) -> _Job:
         self._stop.clear()
         self._reporter.total = stat.size
         self._progress.reset()
-        job = self._resume(pool, stat) if self._options.checkpoint_path else None
+        job = self._resume(scheduler, stat) if self._options.checkpoint_path else None
         return job if job is not None else self._fresh(stat)
 
     def _fresh(self, stat: ObjectStat) -> _Job:
@@ -308,7 +325,7 @@ class Downloader:
             return f"its part size {saved.part_size} differs from the requested {requested}"
         return None
 
-    def _resume(self, pool: ThreadPoolExecutor, stat: ObjectStat) -> _Job | None:
+    def _resume(self, scheduler: Scheduler, stat: ObjectStat) -> _Job | None:
         path = self._options.checkpoint_path
         assert path is not None
         saved = self._load_checkpoint(path)
@@ -319,7 +336,7 @@ class Downloader:
         reason = self._mismatch(saved, stat) or (None if ours else "its temp path is not ours")
         fd = files.open_temp(saved.temp_path, stat.size) if reason is None else None
         if fd is None and reason is None:
-            adopted = self._adopt(pool, saved, stat)
+            adopted = self._adopt(scheduler, saved, stat)
             if adopted is not None:
                 return adopted
         if fd is None:
@@ -332,7 +349,7 @@ class Downloader:
             return None
         parts = plan_parts(stat.size, saved.part_size)
         job = _Job(stat, parts, fd, saved.temp_path, checkpoint=None)
-        self._verify(pool, job, saved.parts)
+        self._verify(scheduler, job, saved.parts)
         # Rewritten with only the parts that verified, which also compacts the journal.
         job.checkpoint = files.CheckpointFile(path, dataclasses.replace(saved, parts=job.done))
         try:
@@ -344,7 +361,7 @@ class Downloader:
         return job
 
     def _adopt(
-        self, pool: ThreadPoolExecutor, saved: codec.Checkpoint, stat: ObjectStat
+        self, scheduler: Scheduler, saved: codec.Checkpoint, stat: ObjectStat
     ) -> _Job | None:
         """The destination itself, when a run died between renaming it and deleting its checkpoint.
 
@@ -361,7 +378,7 @@ class Downloader:
             return None
         checkpoint = files.CheckpointFile(self._options.checkpoint_path, saved)
         job = _Job(stat, parts, fd, destination, checkpoint, in_place=True)
-        self._verify(pool, job, saved.parts)
+        self._verify(scheduler, job, saved.parts)
         if job.reused != len(parts):
             os.close(fd)
             self._progress.reset()  # what verified is fetched again: count it once
@@ -369,7 +386,7 @@ class Downloader:
         logger.info("%s already holds this version of the object", destination)
         return job
 
-    def _verify(self, pool: ThreadPoolExecutor, job: _Job, recorded: Mapping[int, int]) -> None:
+    def _verify(self, scheduler: Scheduler, job: _Job, recorded: Mapping[int, int]) -> None:
         """Re-read recorded parts; keep those whose bytes still match their CRC."""
         worker = self._worker(job)
         checks = ((job.parts[index], crc) for index, crc in sorted(recorded.items()))
@@ -380,7 +397,13 @@ class Downloader:
                 verified[result.index] = result.crc
 
         try:
-            self._map(pool, lambda item: worker.verify(*item), checks, keep)
+            scheduler.map(
+                lambda item: worker.verify(*item),
+                checks,
+                keep,
+                stop=self._stop,
+                on_tick=self._tick,
+            )
         except _Cancelled:
             job.discard()
             # The job holds no CheckpointFile until its parts are verified: remove it here.
@@ -398,7 +421,7 @@ class Downloader:
 
     # -- fetching ---------------------------------------------------------------------
 
-    def _worker(self, job: _Job) -> PartWorker:
+    def _worker(self, job: _Job, writeback: files.Writeback | None = None) -> PartWorker:
         algorithm = codec.part_algorithm(job.stat)
         return PartWorker(
             backend=self._backend,
@@ -410,49 +433,35 @@ class Downloader:
             chunk_size=self._options.chunk_size,
             stop=self._stop,
             progress=self._progress,
+            writeback=None if writeback is None else writeback.note,
         )
 
-    def _fetch(self, pool: ThreadPoolExecutor, job: _Job) -> Checksum:
-        worker = self._worker(job)
+    def _fetch(self, scheduler: Scheduler, job: _Job) -> Checksum:
+        algorithm = codec.part_algorithm(job.stat)
         missing = [part for part in job.parts if part.index not in job.done]
         self._reporter.report(force=True)
-        self._map(pool, worker.fetch, missing, job.record)
-        algorithm = codec.part_algorithm(job.stat)
+        # Scratch data (fsync=False) is left to the kernel: no early writeback either.
+        writeback = files.Writeback(job.fd, job.temp_path) if self._options.fsync else None
+        try:
+            work = Job(self._worker(job, writeback), missing, algorithm)
+            outcome = scheduler.fetch(
+                [work], on_part=lambda _, done: job.record(done), on_tick=self._tick
+            )
+        except BaseException:
+            if writeback is not None:
+                writeback.close(check=False)  # the error in flight says more
+            raise
+        error = outcome[work]
+        if writeback is not None:
+            writeback.close(check=error is None)
+        if error is not None:
+            raise error
         value = combine_all(algorithm, ((job.done[p.index], p.size) for p in job.parts))
         return Checksum(algorithm, value)
 
-    def _map(
-        self,
-        pool: ThreadPoolExecutor,
-        fn: Callable[[T], R],
-        items: Iterable[T],
-        consume: Callable[[R], None],
-    ) -> None:
-        """Run ``fn`` over ``items`` on the pool and hand each result to ``consume``.
-
-        A bounded window of futures (twice the pool) keeps memory flat at 100,000
-        parts. On any error, including one from ``consume`` or a Control request, the
-        stop event is set and every running task is waited for before it propagates.
-        """
-        todo = iter(items)
-        pending: set[Future[R]] = {
-            pool.submit(fn, item) for item in itertools.islice(todo, 2 * self._options.task_num)
-        }
-        try:
-            while pending:
-                done, pending = wait(pending, timeout=_TICK, return_when=FIRST_COMPLETED)
-                for future in done:
-                    consume(future.result())
-                    for item in itertools.islice(todo, 1):
-                        pending.add(pool.submit(fn, item))
-                self._reporter.report()
-                self._check_control()
-        finally:
-            if pending:
-                self._stop.set()
-                for future in pending:
-                    future.cancel()
-                wait(pending)
+    def _tick(self) -> None:
+        self._reporter.report()
+        self._check_control()
 
     def _check_control(self) -> None:
         control = self._options.control
@@ -481,6 +490,7 @@ def download(
     retry: RetryPolicy | None = None,
     control: Control | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    fsync: bool = True,
 ) -> DownloadResult:
     """Download the object ``backend`` names to ``path``; see :func:`partdl.download_file`."""
     options = make_options(
@@ -493,5 +503,6 @@ def download(
         retry=retry,
         control=control,
         chunk_size=chunk_size,
+        fsync=fsync,
     )
     return Downloader(backend, options).run()

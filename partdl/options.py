@@ -31,6 +31,8 @@ class Options:
     retry: RetryPolicy
     control: Control | None
     chunk_size: int
+    fsync: bool = True
+    """Make the finished file and the checkpoint's removal durable before returning."""
 
 
 # The longest names partdl derives from a file's name: the temp file beside the
@@ -96,6 +98,7 @@ def make_options(
     retry: RetryPolicy | None,
     control: Control | None,
     chunk_size: int,
+    fsync: bool = True,
 ) -> Options:
     """Validate every argument before anything touches the network or the disk."""
     validate_task_num(task_num)
@@ -105,6 +108,8 @@ def make_options(
         raise InvalidArgumentError("chunk_size must be an int")
     if chunk_size < MIN_CHUNK_SIZE:
         raise InvalidArgumentError(f"chunk_size must be at least {MIN_CHUNK_SIZE} bytes")
+    if not isinstance(fsync, bool):
+        raise InvalidArgumentError(f"fsync must be True or False, not {fsync!r}")
     destination = _check_destination(path)
     checkpoint_path = None
     if checkpoint:
@@ -127,4 +132,5 @@ def make_options(
         retry=retry if retry is not None else RetryPolicy(),
         control=control,
         chunk_size=chunk_size,
+        fsync=fsync,
     )

@@ -1,7 +1,8 @@
-"""What runs on the pool's threads: fetch one part, or verify one part on disk.
+"""What runs on the pool's threads: fetch one range of a part, or verify one part on disk.
 
-Workers share nothing but the :class:`Progress` counter and the stop event; results
-go back to the orchestrator as :class:`PartDone` values through the futures.
+A worker shares with the rest only the :class:`Progress` counter, its job's stop
+event and the :class:`Span` it fills, whose methods take the scheduler's lock;
+results go back as CRCs and :class:`PartDone` values.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from .backend import Backend
 from .crc import Updater
@@ -86,9 +89,20 @@ class Attempts:
 
 
 class _Buffers(threading.local):
-    """One reusable chunk buffer per worker thread: memory is task_num x chunk_size."""
+    """One reusable chunk buffer per pool thread: memory is task_num x chunk_size."""
 
     buffer: bytearray | None = None
+
+
+_BUFFERS = _Buffers()
+
+
+def chunk_buffer(size: int) -> memoryview:
+    """This thread's buffer of ``size`` bytes, for fetching and verifying alike."""
+    buffer = _BUFFERS.buffer
+    if buffer is None or len(buffer) != size:
+        buffer = _BUFFERS.buffer = bytearray(size)
+    return memoryview(buffer)
 
 
 def pwrite_all(fd: int, data: memoryview, offset: int, path: str) -> None:
@@ -100,6 +114,43 @@ def pwrite_all(fd: int, data: memoryview, offset: int, path: str) -> None:
         raise local_error(exc, path, "write to") from exc
 
 
+class Reconnect(Exception):
+    """Raised by :meth:`Span.claim` when the scheduler gave up on this span's connection."""
+
+
+class Span(Protocol):
+    """A byte range a worker fills, whose end the scheduler may move closer (a split).
+
+    Every method takes the scheduler's lock for a moment; between two of them the
+    worker reads the socket and writes the file without it.
+    """
+
+    @property
+    def what(self) -> str:
+        """How logs and errors name the range (``part 3``)."""
+        ...
+
+    def open(self) -> tuple[int, int]:
+        """``[position, end)`` still to fetch, as a new GET is about to ask for it."""
+        ...
+
+    def claim(self, limit: int) -> int:
+        """Bytes the next read may fill (0: the span is complete, perhaps cut short).
+
+        Raises :class:`Stopped` once the job must stop, :class:`Reconnect` when its
+        connection is to be abandoned for a new one.
+        """
+        ...
+
+    def advance(self, count: int) -> None:
+        """``count`` more bytes are written at the position."""
+        ...
+
+    def bounds(self) -> tuple[int, int]:
+        """``[start, end)`` as it finally is."""
+        ...
+
+
 @dataclass(slots=True)
 class _Cursor:
     written: int = 0
@@ -107,7 +158,7 @@ class _Cursor:
 
 
 class PartWorker:
-    """Fetches parts into the temp file and verifies parts already there."""
+    """Fetches ranges of one object into its temp file and verifies parts already there."""
 
     def __init__(
         self,
@@ -121,6 +172,7 @@ class PartWorker:
         chunk_size: int,
         stop: threading.Event,
         progress: Progress,
+        writeback: Callable[[int, int], None] | None = None,
     ) -> None:
         self._backend = backend
         self._stat = stat
@@ -131,53 +183,61 @@ class PartWorker:
         self._chunk_size = chunk_size
         self._stop = stop
         self._progress = progress
-        self._buffers = _Buffers()
+        self._writeback = writeback
 
-    def _view(self) -> memoryview:
-        buffer = self._buffers.buffer
-        if buffer is None:
-            buffer = self._buffers.buffer = bytearray(self._chunk_size)
-        return memoryview(buffer)
+    @property
+    def stop(self) -> threading.Event:
+        return self._stop
 
-    def fetch(self, part: Part) -> PartDone:
-        """Download ``part``; a retry resumes at the first byte not yet written."""
+    def fetch(self, span: Span, view: memoryview) -> int:
+        """Download ``span`` through ``view``; return the CRC of its bytes.
+
+        A retry resumes at the first byte not yet written; so does a connection the
+        scheduler abandoned, which costs no attempt and no backoff.
+        """
         cursor = _Cursor()
-        attempts = Attempts(self._retry, self._stop, f"part {part.index}")
-        view = self._view()
+        attempts = Attempts(self._retry, self._stop, span.what)
         while True:
             before = cursor.written
             try:
-                self._stream(part, cursor, view)
-                return PartDone(part.index, cursor.crc, fetched=True)
+                self._stream(span, cursor, view)
+                break
+            except Reconnect:
+                continue
             except TransientError as exc:
                 # The bytes written so far stay, with their CRC and their progress:
-                # the next attempt asks only for the rest of the part.
+                # the next attempt asks only for the rest.
                 attempts.failed(exc, progressed=cursor.written > before)
+        if self._writeback is not None:
+            start, end = span.bounds()
+            self._writeback(start, end - start)
+        return cursor.crc
 
-    def _stream(self, part: Part, cursor: _Cursor, view: memoryview) -> None:
-        body = self._backend.read(part.start + cursor.written, part.end, self._stat)
+    def _stream(self, span: Span, cursor: _Cursor, view: memoryview) -> None:
+        position, end = span.open()
+        if position >= end:
+            return
+        body = self._backend.read(position, end, self._stat)
         try:
-            while cursor.written < part.size:
-                if self._stop.is_set():
-                    raise Stopped
-                want = min(len(view), part.size - cursor.written)
+            while want := span.claim(len(view)):
                 count = body.readinto(view[:want])
                 if count <= 0:
                     raise TransientError(
-                        f"short body: part {part.index} ended after {cursor.written} "
-                        f"of {part.size} bytes"
+                        f"short body: {span.what} ended {end - position} bytes early"
                     )
                 chunk = view[:count]
-                pwrite_all(self._fd, chunk, part.start + cursor.written, self._temp_path)
+                pwrite_all(self._fd, chunk, position, self._temp_path)
                 cursor.crc = self._update(cursor.crc, chunk)
                 cursor.written += count
+                position += count
+                span.advance(count)
                 self._progress.add(count)
         finally:
             body.close()
 
     def verify(self, part: Part, expected_crc: int) -> PartDone | None:
         """Re-read a part recorded as complete; None if its bytes no longer match."""
-        view = self._view()
+        view = chunk_buffer(self._chunk_size)
         crc, offset = 0, part.start
         while offset < part.end:
             if self._stop.is_set():

@@ -24,9 +24,11 @@ and the whole object comes back as a 200), ``content_range`` (the header is rewr
 ``shift`` moves the range by one byte, ``total`` claims another object size),
 ``stall`` (``after`` body bytes, then nothing until the client gives up),
 ``stall_headers`` (no answer at all until the client gives up), ``hold`` (``after``
-body bytes, then wait for a release from the test), ``strip_if_match`` (the
-request goes upstream without ``If-Match``: a server that ignores it), and ``etag``
-(the answer's ETag is replaced by a new one each time: a proxy that rewrites it).
+body bytes, then wait for a release from the test), ``slow`` (``after`` body bytes,
+then the rest trickled at ``rate`` bytes per second until done or the client hangs
+up), ``strip_if_match`` (the request goes upstream without ``If-Match``: a server
+that ignores it), and ``etag`` (the answer's ETag is replaced by a new one each time:
+a proxy that rewrites it).
 
 Which requests a rule faults is deterministic: by their ordinal among the requests
 the rule matches, or by a probability drawn from a generator seeded with the rule's
@@ -50,6 +52,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -85,10 +88,13 @@ KINDS = frozenset(
         "stall",
         "stall_headers",
         "hold",
+        "slow",
         "strip_if_match",
         "etag",
     }
 )
+# A slow body goes out in writes of this many bytes (paced by the fault's rate).
+SLOW_WRITE = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +110,8 @@ class Fault:
     """For ``status``: a request header whose value the error message repeats."""
     mode: str = "shift"
     """For ``content_range``: ``shift`` or ``total``."""
+    rate: int = 65536
+    """For ``slow``: body bytes per second after the first ``after``."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -155,7 +163,7 @@ class Record:
     """Body bytes actually sent."""
     complete: bool
     ended: str | None = None
-    """How a stall or hold ended: ``client`` (it gave up), ``released`` or ``cap``."""
+    """How a stall, hold or slow body ended: ``client`` (it gave up), ``released`` or ``cap``."""
     tag: str | None = None
     """The request's ``X-Test-Run`` header."""
 
@@ -449,6 +457,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_body(fault, payload, entry)
 
     def _send_body(self, fault: Fault | None, payload: bytes, entry: dict[str, Any]) -> None:
+        if fault is not None and fault.kind == "slow":
+            self._trickle(fault, payload, entry)
+            return
         if fault is None or fault.kind not in ("reset", "short", "stall", "hold"):
             self.wfile.write(payload)
             entry["sent"], entry["complete"] = len(payload), True
@@ -469,6 +480,28 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Abort
         self.wfile.write(payload[fault.after :])
         entry["sent"], entry["complete"] = len(payload), True
+
+    def _trickle(self, fault: Fault, payload: bytes, entry: dict[str, Any]) -> None:
+        """Send ``after`` bytes, then the rest at ``fault.rate``; stop when the client leaves."""
+        self.wfile.write(payload[: fault.after])
+        entry["sent"] = sent = min(fault.after, len(payload))
+        began = time.monotonic()
+        while sent < len(payload):
+            # Paced against the clock, so the rate holds however the writes are delayed.
+            due = began + (sent - fault.after) / fault.rate - time.monotonic()
+            if due > 0:
+                readable, _, _ = select.select([self.connection], [], [], due)
+                if readable:  # a client that hung up makes its socket readable (EOF)
+                    entry["ended"] = "client"
+                    raise _Abort
+            try:
+                self.wfile.write(payload[sent : sent + SLOW_WRITE])
+            except OSError:
+                entry["ended"] = "client"
+                raise _Abort from None
+            sent = min(sent + SLOW_WRITE, len(payload))
+            entry["sent"] = sent
+        entry["complete"] = True
 
     def _forward(
         self, body: bytes, drop: set[str]

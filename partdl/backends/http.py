@@ -487,6 +487,7 @@ def download_url(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     byte_range: ByteRange | tuple[int, int | None] | None = None,
+    fsync: bool = True,
 ) -> DownloadResult:
     """Download the object at an HTTP(S) ``url`` to ``path`` in parallel ranges, resumably.
 
@@ -518,4 +519,5 @@ def download_url(
             retry=retry,
             control=control,
             chunk_size=chunk_size,
+            fsync=fsync,
         )

@@ -1,0 +1,566 @@
+"""The fetch loop: one pool of ``task_num`` connections running the parts of one or more jobs.
+
+A :class:`Job` is one temp file to fill (its :class:`PartWorker`) and the parts it
+still lacks. :meth:`Scheduler.fetch` runs exactly ``task_num`` serving loops on the
+pool, each doing one GET at a time, so at no moment are more GETs in flight, however
+many jobs are fed; parts of jobs already started go first. The loops share one
+:class:`_Board` (one lock, one owner of every piece of thread-shared state):
+
+- **Splitting.** A loop with nothing left to start takes over the back of the
+  in-flight range expected to finish last: the running worker stops at the split
+  point (its GET is closed there) and the idle one fetches the rest on a new GET.
+  The split is weighted by the two connections' rates, so a fast newcomer takes most
+  of a straggler's remainder; between equals it is the back half. The same move
+  removes the idle tail of the last round of parts.
+- **Abandoning.** A connection delivering far below its peers (under
+  ``1/SLOW_FACTOR`` of their median, judged once its body has flowed for
+  ``SLOW_AGE`` seconds, and with more than another ``SLOW_AGE`` of bytes to go at its
+  rate) is closed and its range resumed on a new one by the same worker. Waiting for
+  response headers is not judged here: that is the SDK's read timeout. Each range is
+  abandoned at most ``MAX_ABANDONS`` times and a run at most ``task_num`` times plus
+  one in four of its GETs, so a uniformly slow link, where nobody is far below
+  anybody, never churns.
+- **Exact checkpoints.** A part is reported (and so recorded) only once every piece
+  of it has all its bytes; its CRC is the pieces' CRCs combined in order. A process
+  killed mid-split resumes with that part simply missing.
+
+Memory stays ``task_num x chunk_size``: one buffer per loop, whatever the jobs.
+The orchestrator thread alone calls into the scheduler; it receives parts through
+``on_part`` and runs ``on_tick`` (progress, pause/cancel) about every ``TICK``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TypeVar
+
+from .crc import ChecksumAlgorithm, combine_all
+from .plan import KiB, MiB, Part
+from .worker import PartDone, PartWorker, Reconnect, Stopped, chunk_buffer
+
+logger = logging.getLogger("partdl")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# How often the orchestrator wakes to report progress and look for slow connections.
+TICK = 0.1
+# Neither side of a split is smaller than this: below it a new GET's round trip and
+# slow start cost more than they save.
+MIN_SPLIT = 1 * MiB
+_SPLIT_ALIGN = 64 * KiB
+# A connection's rate is judged only after it has run this long (seconds)...
+SLOW_AGE = 0.5
+# ...and it is abandoned when under 1/SLOW_FACTOR of its peers' median rate.
+SLOW_FACTOR = 5
+MAX_ABANDONS = 2
+# Reads are sized to return within about this long (seconds), so a worker on a slow
+# connection still sees a split or an abandon promptly; a new connection starts small.
+_READ_SLICE = 0.2
+_FIRST_READ = 64 * KiB
+_MIN_READ = 16 * KiB
+# Finished connections remembered for the reference rate.
+_RATE_HISTORY = 16
+
+
+@dataclass(frozen=True, eq=False)
+class Job:
+    """One file to fill: its worker, the parts it lacks (in order) and their checksum."""
+
+    worker: PartWorker
+    parts: Sequence[Part]
+    algorithm: ChecksumAlgorithm
+
+    @property
+    def stop(self) -> threading.Event:
+        return self.worker.stop
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """What the last :meth:`Scheduler.fetch` did beyond one GET per part."""
+
+    gets: int = 0
+    splits: int = 0
+    abandons: int = 0
+
+
+# -- shared state (behind the board's lock) ---------------------------------------------
+
+
+@dataclass(eq=False, slots=True)
+class _JobState:
+    job: Job
+    pending: deque[Part]
+    parts_left: int
+    inflight: int = 0
+    error: BaseException | None = None
+    settled: bool = False
+
+
+@dataclass(eq=False, slots=True)
+class _Assembly:
+    """One part being filled by one or more pieces."""
+
+    part: Part
+    pieces: list[_Piece] = field(default_factory=list)
+    unfinished: int = 0
+
+
+@dataclass(eq=False, slots=True)
+class _Piece:
+    """``[start, end)`` of one part, held by one worker; ``end`` only ever moves down."""
+
+    state: _JobState
+    assembly: _Assembly
+    start: int
+    end: int
+    written: int = 0
+    claimed_to: int = 0
+    """No split point may fall before this: the worker's current read may fill up to it."""
+    receiving_since: float | None = None
+    """When the current connection's body began (after its headers): rates count from it."""
+    connection_bytes: int = 0
+    abandon: bool = False
+    abandons: int = 0
+    crc: int = 0
+
+    @property
+    def position(self) -> int:
+        return self.start + self.written
+
+    def age(self, now: float) -> float:
+        return 0.0 if self.receiving_since is None else now - self.receiving_since
+
+    def rate(self, now: float) -> float | None:
+        age = self.age(now)
+        return self.connection_bytes / age if age > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class _PartFinished:
+    job: Job
+    done: PartDone
+
+
+@dataclass(frozen=True, slots=True)
+class _Settled:
+    job: Job
+    error: BaseException | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Hungry:
+    """No job has a part left to start: the orchestrator may feed another."""
+
+
+_Event = _PartFinished | _Settled | _Hungry
+
+
+class _Board:
+    """Every piece of state the serving loops share, behind one lock (a Condition)."""
+
+    def __init__(self, task_num: int, events: queue.SimpleQueue[_Event]) -> None:
+        self._lock = threading.Condition()
+        self._task_num = task_num
+        self._events = events
+        self._jobs: list[_JobState] = []
+        self._running: set[_Piece] = set()
+        self._history: deque[float] = deque(maxlen=_RATE_HISTORY)
+        self._closed = False
+        self._hungry_told = False
+        self.gets = self.splits = self.abandons = 0
+
+    # -- the orchestrator's side -----------------------------------------------------
+
+    def add(self, job: Job) -> None:
+        with self._lock:
+            state = _JobState(job, deque(job.parts), parts_left=len(job.parts))
+            self._jobs.append(state)
+            self._hungry_told = False
+            self._settle(state)
+            self._lock.notify_all()
+
+    def forget(self, job: Job) -> None:
+        with self._lock:
+            self._jobs = [state for state in self._jobs if state.job is not job]
+
+    def hungry(self) -> bool:
+        with self._lock:
+            return not any(state.pending and state.error is None for state in self._jobs)
+
+    def close(self) -> None:
+        """Stop every job and let every loop return once its worker has let go."""
+        with self._lock:
+            self._closed = True
+            for state in self._jobs:
+                state.job.stop.set()
+            self._lock.notify_all()
+
+    def check_slow(self, now: float) -> None:
+        """Mark connections delivering far below their peers for a new connection."""
+        with self._lock:
+            budget = self._task_num + self.gets // 4 - self.abandons
+            judged = [
+                (piece, rate)
+                for piece in self._running
+                if piece.age(now) >= SLOW_AGE
+                and (rate := piece.rate(now)) is not None
+                and piece.state.error is None
+            ]
+            for piece, rate in judged:
+                if budget <= 0:
+                    return
+                if piece.abandon or piece.abandons >= MAX_ABANDONS:
+                    continue
+                peers = [other for candidate, other in judged if candidate is not piece]
+                reference = self._reference(peers)
+                if reference is None or rate * SLOW_FACTOR >= reference:
+                    continue
+                if piece.end - piece.position <= rate * SLOW_AGE:
+                    continue  # about to finish anyway
+                piece.abandon = True
+                piece.abandons += 1
+                self.abandons += 1
+                budget -= 1
+                logger.info(
+                    "part %d: abandoning a connection at %.0f KiB/s (peers %.0f KiB/s)",
+                    piece.assembly.part.index,
+                    rate / KiB,
+                    reference / KiB,
+                )
+
+    # -- the serving loops' side -----------------------------------------------------
+
+    def take(self) -> _Piece | None:
+        """The next piece of work, waiting for one; None once the board is closed."""
+        with self._lock:
+            while not self._closed:
+                piece = self._next_part() or self._split(time.monotonic())
+                if piece is not None:
+                    self._running.add(piece)
+                    piece.state.inflight += 1
+                    return piece
+                self._lock.wait()
+            return None
+
+    def _next_part(self) -> _Piece | None:
+        for state in self._jobs:
+            if state.pending and state.error is None:
+                part = state.pending.popleft()
+                assembly = _Assembly(part)
+                return self._new_piece(state, assembly, part.start, part.end)
+        if not self._hungry_told:
+            self._hungry_told = True
+            self._events.put(_Hungry())
+        return None
+
+    def _new_piece(self, state: _JobState, assembly: _Assembly, start: int, end: int) -> _Piece:
+        piece = _Piece(state, assembly, start, end, claimed_to=start)
+        assembly.pieces.append(piece)
+        assembly.unfinished += 1
+        return piece
+
+    def _split(self, now: float) -> _Piece | None:
+        """Cut the range expected to finish last; the caller takes its back."""
+        mature = (p.rate(now) for p in self._running if p.age(now) >= SLOW_AGE)
+        reference = self._reference([rate for rate in mature if rate])
+        best: tuple[float, _Piece, int] | None = None
+        for piece in self._running:
+            if piece.state.error is not None or piece.state.job.stop.is_set():
+                continue
+            low = max(piece.claimed_to, piece.position)
+            room = piece.end - low
+            if room < 2 * MIN_SPLIT:
+                continue
+            rate = piece.rate(now) if piece.age(now) >= SLOW_AGE else None
+            rate = rate or reference or 1.0
+            eta = room / rate
+            if best is None or eta > best[0]:
+                best = (eta, piece, low)
+        if best is None:
+            return None
+        _, piece, low = best
+        rate = piece.rate(now)
+        # A connection delivering nothing keeps only what it has claimed.
+        share = rate / (rate + reference) if rate is not None and reference else 0.5
+        room = piece.end - low
+        cut = low + int(room * share)
+        cut = -(-cut // _SPLIT_ALIGN) * _SPLIT_ALIGN
+        cut = min(max(cut, low), piece.end - MIN_SPLIT)
+        back = self._new_piece(piece.state, piece.assembly, cut, piece.end)
+        piece.end = cut
+        self.splits += 1
+        logger.debug(
+            "part %d: split at byte %d (%d bytes left on the running connection)",
+            piece.assembly.part.index,
+            cut,
+            cut - piece.position,
+        )
+        return back
+
+    def _reference(self, rates: Iterable[float]) -> float | None:
+        samples = [*self._history, *rates]
+        return statistics.median(samples) if samples else None
+
+    def finish(self, piece: _Piece, crc: int) -> None:
+        with self._lock:
+            piece.crc = crc
+            self._let_go(piece)
+            rate = piece.rate(time.monotonic())
+            if rate is not None and piece.connection_bytes:
+                self._history.append(rate)
+            assembly, state = piece.assembly, piece.state
+            assembly.unfinished -= 1
+            if assembly.unfinished == 0:
+                pieces = sorted(assembly.pieces, key=lambda p: p.start)
+                value = pieces[0].crc  # a part in one piece, by far the most common
+                if len(pieces) > 1:
+                    value = combine_all(
+                        state.job.algorithm, ((p.crc, p.end - p.start) for p in pieces)
+                    )
+                done = PartDone(assembly.part.index, value, fetched=True)
+                self._events.put(_PartFinished(state.job, done))
+                state.parts_left -= 1
+            self._settle(state)
+            self._lock.notify_all()
+
+    def fail(self, piece: _Piece, error: BaseException) -> None:
+        with self._lock:
+            self._let_go(piece)
+            state = piece.state
+            if state.error is None:
+                # The first failure is the job's; its other pieces stop (Stopped).
+                state.error = error
+                state.pending.clear()
+                state.job.stop.set()
+            self._settle(state)
+            self._lock.notify_all()
+
+    def _let_go(self, piece: _Piece) -> None:
+        self._running.discard(piece)
+        piece.state.inflight -= 1
+
+    def _settle(self, state: _JobState) -> None:
+        if state.settled or state.inflight:
+            return
+        if state.error is not None or state.parts_left == 0:
+            state.settled = True
+            self._events.put(_Settled(state.job, state.error))
+
+    # -- a worker's view of its piece (the Span protocol) ----------------------------
+
+    def open(self, piece: _Piece) -> tuple[int, int]:
+        with self._lock:
+            if piece.state.job.stop.is_set():
+                raise Stopped
+            piece.receiving_since = None
+            piece.connection_bytes = 0
+            piece.abandon = False
+            piece.claimed_to = piece.position
+            self.gets += 1
+            return piece.position, piece.end
+
+    def claim(self, piece: _Piece, limit: int) -> int:
+        with self._lock:
+            if piece.state.job.stop.is_set():
+                raise Stopped
+            left = piece.end - piece.position
+            if left <= 0:
+                return 0
+            if piece.abandon:
+                piece.abandon = False
+                raise Reconnect
+            if piece.receiving_since is None:
+                piece.receiving_since = time.monotonic()
+                size = _FIRST_READ
+            elif piece.connection_bytes == 0:
+                size = _FIRST_READ
+            else:
+                rate = piece.rate(time.monotonic()) or 0.0
+                size = max(_MIN_READ, int(rate * _READ_SLICE))
+            want = min(limit, left, size)
+            piece.claimed_to = piece.position + want
+            return want
+
+    def advance(self, piece: _Piece, count: int) -> None:
+        with self._lock:
+            piece.written += count
+            piece.connection_bytes += count
+
+    def bounds(self, piece: _Piece) -> tuple[int, int]:
+        with self._lock:
+            return piece.start, piece.end
+
+
+@dataclass(frozen=True, slots=True)
+class _SpanView:
+    """A piece as its worker sees it: the :class:`partdl.worker.Span` protocol."""
+
+    board: _Board
+    piece: _Piece
+
+    @property
+    def what(self) -> str:
+        return f"part {self.piece.assembly.part.index}"
+
+    def open(self) -> tuple[int, int]:
+        return self.board.open(self.piece)
+
+    def claim(self, limit: int) -> int:
+        return self.board.claim(self.piece, limit)
+
+    def advance(self, count: int) -> None:
+        self.board.advance(self.piece, count)
+
+    def bounds(self) -> tuple[int, int]:
+        return self.board.bounds(self.piece)
+
+
+class Scheduler:
+    """The thread pool of one download (or of many), and the loops that run on it.
+
+    Use as a context manager; only the thread that made it may call it.
+    """
+
+    def __init__(self, task_num: int, chunk_size: int) -> None:
+        self._task_num = task_num
+        self._chunk_size = chunk_size
+        self._pool = ThreadPoolExecutor(task_num, thread_name_prefix="partdl")
+        self.stats = Stats()
+
+    def __enter__(self) -> Scheduler:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._pool.shutdown(wait=True)
+
+    def fetch(
+        self,
+        jobs: Iterable[Job],
+        *,
+        on_part: Callable[[Job, PartDone], None],
+        on_tick: Callable[[], None],
+    ) -> dict[Job, BaseException | None]:
+        """Fetch every job's parts; return each job's error, or None where it completed.
+
+        ``jobs`` is read lazily: the next job is taken only once every part of those
+        before it has started. A job's failure stops that job alone. An exception from
+        ``on_part``, ``on_tick`` or ``jobs`` stops everything and propagates, once no
+        worker is left writing.
+        """
+        events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
+        task_num = self._task_num
+        board = _Board(task_num, events)
+        feed: Iterator[Job] | None = iter(jobs)
+        outcome: dict[Job, BaseException | None] = {}
+        added = 0
+        loops: list[Future[None]] = []
+        try:
+            while True:
+                while feed is not None and board.hungry():
+                    job = next(feed, None)
+                    if job is None:
+                        feed = None
+                        break
+                    board.add(job)
+                    added += 1
+                    if not loops:
+                        loops = [self._pool.submit(self._serve, board) for _ in range(task_num)]
+                if feed is None and len(outcome) == added:
+                    return outcome
+                self._drain(board, events, outcome, on_part)
+                board.check_slow(time.monotonic())
+                on_tick()
+                for loop in loops:
+                    if loop.done():
+                        loop.result()  # a loop only ends early on a bug: surface it
+        finally:
+            board.close()
+            wait(loops)
+            self.stats = Stats(board.gets, board.splits, board.abandons)
+
+    @staticmethod
+    def _drain(
+        board: _Board,
+        events: queue.SimpleQueue[_Event],
+        outcome: dict[Job, BaseException | None],
+        on_part: Callable[[Job, PartDone], None],
+    ) -> None:
+        """Handle the events that arrive within one tick."""
+        try:
+            event: _Event | None = events.get(timeout=TICK)
+        except queue.Empty:
+            return
+        while event is not None:
+            if isinstance(event, _PartFinished):
+                on_part(event.job, event.done)
+            elif isinstance(event, _Settled):
+                outcome[event.job] = event.error
+                board.forget(event.job)
+            try:
+                event = events.get_nowait()
+            except queue.Empty:
+                event = None
+
+    def _serve(self, board: _Board) -> None:
+        view = chunk_buffer(self._chunk_size)
+        while (piece := board.take()) is not None:
+            worker = piece.state.job.worker
+            try:
+                crc = worker.fetch(_SpanView(board, piece), view)
+            except Exception as exc:
+                board.fail(piece, exc)
+            else:
+                board.finish(piece, crc)
+
+    def map(
+        self,
+        fn: Callable[[T], R],
+        items: Iterable[T],
+        consume: Callable[[R], None],
+        *,
+        stop: threading.Event,
+        on_tick: Callable[[], None],
+    ) -> None:
+        """Run ``fn`` over ``items`` on the pool and hand each result to ``consume``.
+
+        For work that opens no connection (verifying parts on disk). A bounded window
+        of futures (twice the pool) keeps memory flat at 100,000 parts. On any error,
+        including one from ``consume`` or ``on_tick``, ``stop`` is set and every running
+        task is waited for before it propagates.
+        """
+        todo = iter(items)
+        window = 2 * self._task_num
+        pending: set[Future[R]] = {
+            self._pool.submit(fn, item) for item in itertools.islice(todo, window)
+        }
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=TICK, return_when=FIRST_COMPLETED)
+                for future in done:
+                    consume(future.result())
+                    for item in itertools.islice(todo, 1):
+                        pending.add(self._pool.submit(fn, item))
+                on_tick()
+        finally:
+            if pending:
+                stop.set()
+                for future in pending:
+                    future.cancel()
+                wait(pending)

@@ -1,0 +1,201 @@
+"""What reaches the disk, and in which order: the durable finish and ``fsync=False``.
+
+A wrapper around ``os.fsync``, ``os.fdatasync``, ``os.replace`` and ``os.unlink``
+records every call on a file of the test (resolving descriptors through
+``/proc/self/fd``) and then makes the real call: nothing is faked.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import partdl
+from partdl import cli, files
+from tests.helpers import PART, leftovers
+from tests.store import LocalStore
+
+KEY = "data/object.bin"
+Event = tuple[str, str]
+
+
+class SyncLog:
+    """Every sync, rename and unlink under ``root``, in the order they happened."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
+        self._root = str(root)
+        self._lock = threading.Lock()
+        self.events: list[Event] = []
+        for name in ("fsync", "fdatasync"):
+            monkeypatch.setattr(os, name, self._on_fd(name, getattr(os, name)))
+        real_replace, real_unlink = os.replace, os.unlink
+
+        def replace(source: Any, target: Any, **kwargs: Any) -> None:
+            self._note("replace", f"{source} -> {target}")
+            real_replace(source, target, **kwargs)
+
+        def unlink(path: Any, **kwargs: Any) -> None:
+            self._note("unlink", os.fspath(path))
+            real_unlink(path, **kwargs)
+
+        monkeypatch.setattr(os, "replace", replace)
+        monkeypatch.setattr(os, "unlink", unlink)
+
+    def _on_fd(self, name: str, real: Callable[[int], None]) -> Callable[[int], None]:
+        def wrapper(fd: int) -> None:
+            self._note(name, os.readlink(f"/proc/self/fd/{fd}"))
+            real(fd)
+
+        return wrapper
+
+    def _note(self, call: str, what: str) -> None:
+        if self._root in what:
+            with self._lock:
+                self.events.append((call, what))
+
+
+def test_the_default_finish_is_exactly_the_durable_sequence(
+    store: LocalStore, bucket_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(20 * PART + 5)
+    store.put(bucket_name, KEY, data)
+    out = tmp_path / "out"
+    log = SyncLog(monkeypatch, tmp_path)
+
+    partdl.download_file(store.oss_bucket(bucket_name), KEY, out, part_size=PART, task_num=4)
+
+    assert out.read_bytes() == data
+    (temp,) = {what for call, what in log.events if what.endswith(".tmp")}
+    checkpoint = f"{out}.dcp"
+    # Early writeback: only ever fdatasync of the temp file, all before the final fsync.
+    writeback = [e for e in log.events if e[0] == "fdatasync"]
+    assert all(what == temp for _, what in writeback)
+    # Leaving out the checkpoint header's staging copy (synced and renamed before the
+    # first byte) and the lock file, removed once the download has returned.
+    finish = [
+        e
+        for e in log.events
+        if e[0] != "fdatasync" and ".new" not in e[1] and not e[1].endswith(".lock")
+    ]
+    assert finish == [
+        ("fsync", temp),
+        ("replace", f"{temp} -> {out}"),
+        ("unlink", checkpoint),
+        ("fsync", str(tmp_path)),  # after the unlink: the removal is durable too
+    ]
+    last_writeback = max((log.events.index(e) for e in writeback), default=-1)
+    assert last_writeback < log.events.index(("fsync", temp))
+    assert leftovers(tmp_path, "out") == []
+
+
+def test_a_checkpoint_in_another_directory_has_its_removal_synced_too(
+    store: LocalStore, bucket_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.put(bucket_name, KEY, os.urandom(3 * PART))
+    (tmp_path / "state").mkdir()
+    checkpoint = tmp_path / "state" / "job.dcp"
+    log = SyncLog(monkeypatch, tmp_path)
+
+    partdl.download_file(
+        store.oss_bucket(bucket_name), KEY, tmp_path / "out", PART, checkpoint_file=checkpoint
+    )
+
+    tail = [e for e in log.events if not e[1].endswith(".lock")][-3:]
+    assert tail == [
+        ("unlink", str(checkpoint)),
+        ("fsync", str(tmp_path)),
+        ("fsync", str(tmp_path / "state")),
+    ]
+
+
+def test_without_fsync_nothing_of_the_data_file_is_synced(
+    store: LocalStore, bucket_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(20 * PART + 5)
+    store.put(bucket_name, KEY, data)
+    out = tmp_path / "out"
+    log = SyncLog(monkeypatch, tmp_path)
+
+    partdl.download_file(
+        store.oss_bucket(bucket_name), KEY, out, part_size=PART, task_num=4, fsync=False
+    )
+
+    assert out.read_bytes() == data
+    synced = [(call, what) for call, what in log.events if call in ("fsync", "fdatasync")]
+    # Only the checkpoint header's staging copy, written once before the first byte.
+    assert [what.endswith(".new") for _, what in synced] == [True]
+    replaced = [what for call, what in log.events if call == "replace" and ".tmp ->" in what]
+    assert replaced == [f"{replaced[0].split(' -> ')[0]} -> {out}"]
+    assert leftovers(tmp_path, "out") == []
+
+
+@pytest.mark.parametrize(("flags", "synced"), [([], True), (["--no-fsync"], False)])
+def test_the_cli_passes_no_fsync_on(
+    store: LocalStore,
+    bucket_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    synced: bool,
+) -> None:
+    monkeypatch.setenv("OSS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("OSS_ACCESS_KEY_SECRET", "test")
+    monkeypatch.delenv("OSS_SESSION_TOKEN", raising=False)
+    data = os.urandom(2 * PART)
+    store.put(bucket_name, KEY, data)
+    out = tmp_path / "out"
+    log = SyncLog(monkeypatch, tmp_path)
+
+    argv = [f"oss://{bucket_name}/{KEY}", str(out), "-q", "--endpoint", store.endpoint]
+    assert cli.main([*argv, *flags]) == 0
+
+    assert out.read_bytes() == data
+    assert (("fsync", str(tmp_path)) in log.events) is synced
+    assert any(call == "fsync" and what.endswith(".tmp") for call, what in log.events) is synced
+
+
+def test_fsync_must_be_a_bool(tmp_path: Path) -> None:
+    with pytest.raises(partdl.InvalidArgumentError, match="fsync"):
+        partdl.download(None, tmp_path / "out", fsync="no")  # type: ignore[arg-type]
+    assert os.listdir(tmp_path) == []
+
+
+def test_writeback_syncs_what_was_noted_and_reports_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "data"
+    fd = files.create_temp(str(path), 1 << 20)
+    synced = threading.Event()
+    real = os.fdatasync
+
+    def fdatasync(descriptor: int) -> None:
+        real(descriptor)
+        synced.set()
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    try:
+        writeback = files.Writeback(fd, str(path))
+        os.pwrite(fd, b"x" * 4096, 0)
+        writeback.note(0, 4096)
+        assert synced.wait(30), "a noted range was never written back"
+        writeback.close()
+
+        failed = threading.Event()
+
+        def failing(descriptor: int) -> None:
+            failed.set()
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(os, "fdatasync", failing)
+        writeback = files.Writeback(fd, str(path))
+        writeback.note(0, 4096)
+        assert failed.wait(30)
+        with pytest.raises(partdl.LocalFileError, match="Input/output error"):
+            writeback.close()
+    finally:
+        os.close(fd)
