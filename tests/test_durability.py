@@ -17,7 +17,7 @@ import pytest
 
 import partdl
 from partdl import cli, files
-from tests.helpers import PART, leftovers
+from tests.helpers import OSS_REGION, PART, leftovers
 from tests.store import LocalStore
 
 KEY = "data/object.bin"
@@ -146,6 +146,7 @@ def test_the_cli_passes_no_fsync_on(
     monkeypatch.setenv("OSS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("OSS_ACCESS_KEY_SECRET", "test")
     monkeypatch.delenv("OSS_SESSION_TOKEN", raising=False)
+    monkeypatch.setenv("OSS_REGION", OSS_REGION)
     data = os.urandom(2 * PART)
     store.put(bucket_name, KEY, data)
     out = tmp_path / "out"
