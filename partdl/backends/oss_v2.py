@@ -8,12 +8,14 @@ boto3. ``alibabacloud_oss_v2`` is imported when an :class:`OssV2Backend` is made
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..crc import ChecksumAlgorithm
 from ..errors import AccessDeniedError, InvalidArgumentError, PartdlError, TransientError
+from ..listing import ListedObject, http_date, quoted_etag
 from ..model import Checksum, ObjectStat
 from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
 from ._http import check_partial_response, error_class
@@ -182,15 +184,23 @@ class OssV2Backend:
             result = self._client.head_object(self._request(self._models.HeadObjectRequest))
         except self._sdk_errors as exc:
             raise _translate(exc, what) from exc
-        headers = result.headers
-        crc = headers.get("x-oss-hash-crc64ecma")
+        return self._stat_of(result.headers, int(result.headers["Content-Length"]))
+
+    def _stat_of(self, headers: Mapping[str, str], size: int) -> ObjectStat:
+        crc = headers.get("x-oss-hash-crc64ecma") or ""
         return ObjectStat(
-            size=int(headers["Content-Length"]),
+            size=size,
             etag=headers.get("ETag"),
             last_modified=headers.get("Last-Modified"),
-            checksum=Checksum(ChecksumAlgorithm.CRC64XZ, int(crc)) if crc else None,
+            checksum=Checksum(ChecksumAlgorithm.CRC64XZ, int(crc)) if crc.isdigit() else None,
             version_id=headers.get("x-oss-version-id") or self._version_id,
         )
+
+    def _body(self, result: Any, length: int) -> Urllib3Body | _ChunkBody:
+        raw = _raw_stream(result.body)
+        if raw is not None:
+            return Urllib3Body(raw, length, stall_timeout=self._stall_timeout)
+        return _ChunkBody(result.body, length)
 
     def read(self, start: int, end: int, stat: ObjectStat) -> Urllib3Body | _ChunkBody:
         what = f"GET {self.source} bytes {start}-{end - 1}"
@@ -203,15 +213,57 @@ class OssV2Backend:
             result = self._client.get_object(request)
         except self._sdk_errors as exc:
             raise _translate(exc, what) from exc
-        raw = _raw_stream(result.body)
-        body: Urllib3Body | _ChunkBody
-        if raw is not None:
-            body = Urllib3Body(raw, end - start, stall_timeout=self._stall_timeout)
-        else:
-            body = _ChunkBody(result.body, end - start)
+        body = self._body(result, end - start)
         try:
             check_partial_response(result.status_code, result.headers, start, end, stat)
         except PartdlError:
             body.close()
             raise
         return body
+
+    # -- trees of objects (partdl.batch) -----------------------------------------------
+
+    def for_key(self, key: str) -> OssV2Backend:
+        """The backend for another key of this bucket, on the same client."""
+        sibling = copy.copy(self)
+        sibling._key = key
+        sibling._version_id = None
+        return sibling
+
+    def read_whole(self, etag: str | None) -> tuple[ObjectStat, Urllib3Body | _ChunkBody]:
+        """GET the whole object; its stat comes from the answer's headers, not a HEAD."""
+        what = f"GET {self.source}"
+        request = self._request(self._models.GetObjectRequest, if_match=etag or None)
+        try:
+            result = self._client.get_object(request)
+        except self._sdk_errors as exc:
+            raise _translate(exc, what) from exc
+        length = str(result.headers.get("Content-Length", ""))
+        size = int(length) if length.isdigit() else -1
+        body = self._body(result, max(size, 0))
+        if result.status_code != 200 or size < 0:
+            body.close()
+            raise TransientError(f"{what}: expected HTTP 200 with a Content-Length")
+        return self._stat_of(result.headers, size), body
+
+    def list_objects(self, prefix: str) -> Iterator[ListedObject]:
+        """Every object under ``prefix`` (the SDK's ListObjectsV2 paginator), a page at a time."""
+        payer = next(
+            (v for k, v in self._headers.items() if k.lower() == "x-oss-request-payer"), None
+        )
+        request = self._models.ListObjectsV2Request(
+            bucket=self._name, prefix=prefix, max_keys=1000, request_payer=payer
+        )
+        what = f"LIST oss://{self._name}/{prefix}"
+        try:
+            for page in self._client.list_objects_v2_paginator().iter_page(request):
+                for info in page.contents or ():
+                    modified = info.last_modified
+                    yield ListedObject(
+                        key=info.key,
+                        size=int(info.size),
+                        etag=quoted_etag(info.etag),
+                        last_modified=http_date(modified) if modified is not None else None,
+                    )
+        except self._sdk_errors as exc:
+            raise _translate(exc, what) from exc
