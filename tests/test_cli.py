@@ -286,6 +286,18 @@ def test_json_summary(
 
 
 @pytest.mark.usefixtures("oss_env")
+def test_options_may_come_between_src_and_dest(
+    store: LocalStore, bucket_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = put(store, bucket_name, 1000)
+    out = tmp_path / "out"
+    src = f"oss://{bucket_name}/{KEY}"
+    assert cli.main([src, "--json", "--endpoint", store.endpoint, str(out), "--task-num", "2"]) == 0
+    assert json.loads(only_line(capsys.readouterr().out))["path"] == str(out)
+    assert out.read_bytes() == data
+
+
+@pytest.mark.usefixtures("oss_env")
 def test_range_downloads_exactly_those_bytes_and_keeps_its_own_checkpoint(
     store: LocalStore, bucket_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from partdl import cli
 from tests.helpers import OSS_REGION, PART
-from tests.store import LocalStore
+from tests.store import LocalStore, Seen
 from tests.targets import Target, presign
 
 
@@ -229,3 +229,146 @@ def test_batch_help_documents_the_partial_exit_code(capsys: pytest.CaptureFixtur
     out = capsys.readouterr().out
     assert f"10  {cli.EXIT_MEANINGS[cli.ExitCode.PARTIAL]}" in out
     assert "--include GLOB" in out
+
+
+# -- the options one object takes, for many ------------------------------------------------
+
+
+def authorizations(store: LocalStore, bucket: str) -> list[str]:
+    """The Authorization of every request partdl sent: the listing's and the objects'."""
+    return [
+        seen.headers.get("authorization", "")
+        for seen in store.requests(bucket)
+        if seen.method in ("GET", "HEAD")
+    ]
+
+
+@pytest.mark.usefixtures("env")
+def test_recursive_signs_v4_for_the_region_given_and_takes_the_transfer_options(
+    store: LocalStore, bucket_name: str, tmp_path: Path
+) -> None:
+    objects = {"p/a": os.urandom(300), "p/b": os.urandom(2 * PART + 1)}
+    put(store, bucket_name, objects)
+    store.v4_only.add(bucket_name)
+    args = [f"oss://{bucket_name}/p/", str(tmp_path), "-r", "--endpoint", store.endpoint, "-q"]
+    args += ["--region", "eu-central-1", "--sign-version", "4", "--part-size", "100KiB"]
+    args += ["--stall-timeout", "20", "--retries", "2", "--retry-deadline", "60"]
+
+    assert cli.main(args) == 0
+
+    assert files(tmp_path) == {"a": objects["p/a"], "b": objects["p/b"]}
+    sent = authorizations(store, bucket_name)
+    assert len(sent) >= 4  # the listing, a's GET, b's HEAD and its GETs
+    assert all("/eu-central-1/oss/aliyun_v4_request" in value for value in sent), sent
+
+
+@pytest.mark.usefixtures("env")
+def test_recursive_signs_v1_when_asked_and_such_a_store_refuses_the_listing(
+    store: LocalStore, bucket_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put(store, bucket_name, {"p/a": b"a"})
+    store.v4_only.add(bucket_name)
+    args = [f"oss://{bucket_name}/p/", str(tmp_path), "-r", "--endpoint", store.endpoint]
+
+    assert cli.main([*args, "--sign-version", "1"]) == cli.ExitCode.ACCESS_DENIED
+
+    assert "403" in capsys.readouterr().err
+    assert all(value.startswith("OSS test:") for value in authorizations(store, bucket_name))
+    assert files(tmp_path) == {}
+
+
+@pytest.mark.usefixtures("env")
+def test_recursive_s3_profile_and_region_go_to_boto3(
+    store: LocalStore, bucket_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "aws-config"
+    config.write_text(
+        "[profile other]\nregion = us-east-1\n"
+        "aws_access_key_id = from-profile\naws_secret_access_key = secret\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name)
+    put(store, bucket_name, {"p/a": b"a"})
+    out = tmp_path / "out"
+    args = [f"s3://{bucket_name}/p/", str(out), "-r", "--endpoint", store.endpoint, "-q"]
+
+    assert cli.main([*args, "--profile", "other", "--region", "eu-west-1"]) == 0
+
+    assert files(out) == {"a": b"a"}
+    sent = authorizations(store, bucket_name)
+    assert len(sent) == 2  # the listing and the one GET
+    for value in sent:
+        assert value.startswith("AWS4-HMAC-SHA256 Credential=from-profile/")
+        assert "/eu-west-1/s3/" in value
+
+
+class Refused(Exception):
+    """Raised in the server's request thread: the client sees an HTTP 500."""
+
+
+@pytest.mark.usefixtures("env")
+def test_retries_reach_every_object_of_a_tree(
+    store: LocalStore, bucket_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put(store, bucket_name, {"p/a": b"a"})
+    refusals: list[Seen] = []
+
+    def refuse_the_first_get(seen: Seen) -> None:
+        if seen.method == "GET" and seen.key == "p/a" and not refusals:
+            refusals.append(seen)
+            raise Refused(seen.key)
+
+    # oss2 retries no HTTP 500 itself (botocore would): partdl's --retries decides.
+    args = [f"oss://{bucket_name}/p/", str(tmp_path), "-r", "--endpoint", store.endpoint]
+    store.before_request = refuse_the_first_get
+    try:
+        assert cli.main([*args, "--retries", "0"]) == cli.ExitCode.TRANSFER
+        assert "failed: p/a" in capsys.readouterr().err
+        assert not (tmp_path / "a").exists()
+        refusals.clear()
+        assert cli.main([*args, "--retries", "1"]) == 0
+    finally:
+        store.before_request = None
+    assert len(refusals) == 1
+    assert files(tmp_path) == {"a": b"a"}
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["oss://b/p/", "d", "-r", "--range", "0-9"], "--range applies to one object only"),
+        (["oss://b/p/", "d", "-r", "--checkpoint-file", "c"], "--checkpoint-file applies to"),
+        (["oss://b/p/", "d", "-r", "--version-id", "v"], "--version-id applies to"),
+        (["-i", "list.txt", "--head-url", "https://h/k"], "--head-url applies to"),
+        (["-i", "list.txt", "--no-fsync"], "--no-fsync applies to one object only"),
+        (["oss://b/k", "out", "--include", "*"], "--include applies to --recursive"),
+        (["oss://b/k", "out", "--exclude", "*"], "--exclude applies to --recursive"),
+        (["oss://b/k", "out", "--dry-run"], "--dry-run applies to --recursive"),
+        (["s3://b/p/", "d", "-r", "--sign-version", "1"], "--sign-version applies to oss://"),
+    ],
+)
+def test_options_of_the_other_mode_are_refused_with_exit_2(
+    args: list[str],
+    flag: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([*args, "--endpoint", "http://127.0.0.1:9"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("partdl: error: ")
+    assert flag in lines[0]
+    assert os.listdir(tmp_path) == []
+
+
+def test_help_shows_one_object_and_many(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "usage: partdl SRC DEST [options]\n" in out
+    assert "partdl SRC DIR --recursive [options]\n" in out
+    assert "partdl --input-file FILE [DIR] [options]\n" in out
+    for flag in ("--no-fsync", "--region REGION", "--include GLOB", "--dry-run", "--head-url"):
+        assert flag in out

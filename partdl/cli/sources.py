@@ -1,0 +1,238 @@
+"""What SRC names, where it lands, and the SDK bucket that reaches it.
+
+``oss://BUCKET/KEY`` and ``s3://BUCKET/KEY`` become buckets built from
+:class:`StoreConfig` (V4 signing, region and credentials through
+:mod:`partdl.oss_setup` for OSS; a boto3 session for S3); ``http(s)://`` URLs need
+no bucket. Nothing here knows the command line's flags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import shlex
+from dataclasses import dataclass
+from typing import Any, TextIO
+from urllib.parse import unquote, urlsplit
+
+from ..errors import InvalidArgumentError
+
+
+class Scheme(enum.Enum):
+    OSS = "oss"
+    S3 = "s3"
+    HTTP = "http"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """What SRC names: a bucket and key (or prefix), or a URL (``bucket``, ``key`` empty)."""
+
+    scheme: Scheme
+    url: str
+    bucket: str = ""
+    key: str = ""
+
+    @property
+    def display(self) -> str:
+        """SRC for messages: a URL loses its credentials and its (signed) query string."""
+        if self.scheme is not Scheme.HTTP:
+            return self.url
+        parts = urlsplit(self.url)
+        host = parts.netloc.rpartition("@")[2]
+        return f"{parts.scheme}://{host}{parts.path}{'?...' if parts.query else ''}"
+
+    @property
+    def name(self) -> str:
+        """The last segment of the key or of the URL's path (unchecked)."""
+        if self.scheme is Scheme.HTTP:
+            return unquote(urlsplit(self.url).path.rpartition("/")[2])
+        return self.key.rpartition("/")[2]
+
+
+def parse_source(text: str) -> Source:
+    """One object: ``oss://BUCKET/KEY``, ``s3://BUCKET/KEY`` or an http(s):// URL."""
+    scheme, separator, rest = text.partition("://")
+    scheme = scheme.lower()
+    if separator and scheme in ("http", "https"):
+        if not urlsplit(text).hostname:
+            raise InvalidArgumentError("SRC: the URL has no host")
+        return Source(Scheme.HTTP, text)
+    if separator and scheme in ("oss", "s3"):
+        # Keys may hold '?', '#' and '%': everything after the bucket is the key, verbatim.
+        bucket, _, key = rest.partition("/")
+        if not bucket or not key:
+            raise InvalidArgumentError(f"SRC must look like {scheme}://BUCKET/KEY, got {text!r}")
+        return Source(Scheme(scheme), text, bucket, key)
+    raise InvalidArgumentError(
+        "SRC must be oss://BUCKET/KEY, s3://BUCKET/KEY or an http(s):// URL"
+        + (f", not {scheme}://..." if separator else "")
+    )
+
+
+def parse_prefix(text: str) -> Source:
+    """``oss://BUCKET[/PREFIX]`` or ``s3://BUCKET[/PREFIX]``; the prefix may be empty."""
+    scheme, separator, rest = text.partition("://")
+    if not separator or scheme.lower() not in ("oss", "s3"):
+        raise InvalidArgumentError(
+            f"--recursive takes oss://BUCKET/PREFIX or s3://BUCKET/PREFIX, not {text!r}"
+        )
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise InvalidArgumentError(f"SRC has no bucket: {text!r}")
+    return Source(Scheme(scheme.lower()), text, bucket, prefix)
+
+
+def safe_name(name: str) -> str:
+    """A single path component that stays inside the directory it is joined to."""
+    separators = {"/", "\0", os.sep} | ({os.altsep} if os.altsep else set())
+    if name in ("", ".", "..") or any(s in name for s in separators):
+        raise InvalidArgumentError(
+            f"cannot name a file {name!r} from SRC; give DEST as a file path instead"
+        )
+    return name
+
+
+def resolve_destination(dest: str, source: Source) -> str:
+    """DEST itself, or DEST/<last segment of SRC> when DEST is an existing directory."""
+    if os.path.isdir(dest):
+        return os.path.join(dest, safe_name(source.name))
+    if dest.endswith(("/", os.sep)):
+        raise InvalidArgumentError(f"directory {dest} does not exist")
+    return dest
+
+
+# -- buckets ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Where oss:// and s3:// buckets are and how to sign for them (``None``: the
+    environment decides), and how many connections each bucket should pool."""
+
+    endpoint: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    sign_version: str | None = None
+    pool_size: int = 8
+
+
+def _require(module: str, extra: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError:
+        raise InvalidArgumentError(
+            f"{extra}:// sources need {module}: pip install 'partdl[{extra}]'"
+        ) from None
+
+
+def oss_bucket(source: Source, config: StoreConfig) -> Any:
+    """An oss2 bucket signing V4 for its region (see :mod:`partdl.oss_setup`)."""
+    from ..oss_setup import credentials_provider, locate
+
+    v4 = config.sign_version != "1"
+    location = locate(config.region, config.endpoint, os.environ, v4=v4)
+    oss2 = _require("oss2", "oss")
+    provider = credentials_provider(os.environ, config.profile)
+    auth = oss2.ProviderAuthV4(provider) if v4 else oss2.ProviderAuth(provider)
+    # One pooled connection per worker, so no worker waits for or discards a socket.
+    session = oss2.Session(pool_size=max(10, config.pool_size))
+    try:
+        return oss2.Bucket(
+            auth, location.endpoint, source.bucket, session=session, region=location.region
+        )
+    except oss2.exceptions.ClientError as exc:
+        raise InvalidArgumentError(f"{source.display}: {exc.body or exc}") from exc
+
+
+def s3_bucket(source: Source, config: StoreConfig) -> Any:
+    """A :class:`partdl.S3Bucket` on a client of boto3's session (``--profile``, ``--region``)."""
+    boto3 = _require("boto3", "s3")
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
+
+    from ..backends.s3 import S3Bucket
+
+    endpoint = (
+        config.endpoint
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+    )
+    client_config = Config(max_pool_connections=max(10, config.pool_size))
+    try:
+        session = boto3.session.Session(profile_name=config.profile, region_name=config.region)
+        if session.get_credentials() is None:
+            raise InvalidArgumentError(
+                "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "or configure a profile (AWS_PROFILE)"
+            )
+        client = session.client("s3", endpoint_url=endpoint or None, config=client_config)
+    except (BotoCoreError, ValueError) as exc:  # a missing profile, a malformed endpoint...
+        raise InvalidArgumentError(f"AWS configuration: {exc}") from exc
+    return S3Bucket(client, source.bucket)
+
+
+class Buckets:
+    """One SDK bucket per (scheme, name), so the objects of one bucket share its pool."""
+
+    def __init__(self, config: StoreConfig) -> None:
+        self._config = config
+        self._made: dict[tuple[Scheme, str], Any] = {}
+
+    def get(self, source: Source) -> Any:
+        if source.scheme is Scheme.HTTP:
+            raise InvalidArgumentError(f"{source.display} is a URL, not a bucket")
+        name = (source.scheme, source.bucket)
+        if name not in self._made:
+            make = oss_bucket if source.scheme is Scheme.OSS else s3_bucket
+            self._made[name] = make(source, self._config)
+        return self._made[name]
+
+
+# -- input files --------------------------------------------------------------------------
+
+
+def read_input_file(path: str, stdin: TextIO, buckets: Buckets) -> list[tuple[Any, str, str]]:
+    """The items of an input file: ``(bucket, key, DEST)``, or ``(None, URL, DEST)``.
+
+    Every line is checked (and every bucket built) before the first request.
+    """
+    items = []
+    with contextlib.ExitStack() as stack:
+        if path == "-":
+            lines: TextIO = stdin
+        else:
+            try:
+                lines = stack.enter_context(open(path, encoding="utf-8"))
+            except OSError as exc:
+                raise InvalidArgumentError(f"cannot read the input file {path}: {exc}") from exc
+        for number, line in enumerate(lines, 1):
+            where = f"{'stdin' if path == '-' else path}:{number}"
+            try:
+                item = _input_line(line, buckets)
+            except InvalidArgumentError as exc:
+                raise InvalidArgumentError(f"{where}: {exc}") from exc
+            if item is not None:
+                items.append(item)
+    return items
+
+
+def _input_line(line: str, buckets: Buckets) -> tuple[Any, str, str] | None:
+    try:
+        fields = shlex.split(line, comments=True)
+    except ValueError as exc:
+        raise InvalidArgumentError(str(exc)) from exc
+    if not fields:
+        return None
+    if len(fields) > 2:
+        raise InvalidArgumentError(
+            f"expected SRC [DEST], got {len(fields)} fields (quote names with spaces)"
+        )
+    source = parse_source(fields[0])
+    dest = fields[1] if len(fields) == 2 else ""
+    if dest == "" or dest.endswith("/"):
+        dest += safe_name(source.name)
+    if source.scheme is Scheme.HTTP:
+        return (None, source.url, dest)
+    return (buckets.get(source), source.key, dest)

@@ -1,0 +1,106 @@
+"""``partdl SRC DIR --recursive`` and ``partdl --input-file FILE [DIR]``: many objects,
+through :func:`partdl.api.download_prefix` and :func:`partdl.api.download_many`.
+
+The exit code is ``ExitCode.PARTIAL`` when some objects failed and the others are in
+place; when every object failed, the code of their error if they share one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from .. import BatchResult, ObjectOutcome
+from ..api import download_many, download_prefix
+from ..errors import PartdlError, PartialDownloadError
+from . import output
+from .exits import ExitCode, exit_code_for
+from .parsing import check_scheme, check_tree, retry_policy, store_config
+from .sources import Buckets, parse_prefix, read_input_file
+
+
+def _transfer(args: argparse.Namespace) -> dict[str, Any]:
+    """The keywords download_prefix and download_many share, from the command line.
+
+    Where a tree runs (issue #13) joins here: ``executor=`` built from the
+    ``--processes`` / ``--dask`` options declared in :mod:`.parsing`'s tree group.
+    """
+    return {
+        "part_size": args.part_size,
+        "task_num": args.task_num,
+        "checkpoint": not args.no_checkpoint,
+        "dry_run": args.dry_run,
+        "retry": retry_policy(args),
+        "stall_timeout": args.stall_timeout,
+    }
+
+
+def _on_object(args: argparse.Namespace) -> Any:
+    """A dry run lists every object on stdout; ``-v`` a line per object on stderr."""
+    listed = args.dry_run and not args.json and not args.quiet
+
+    def on_object(outcome: ObjectOutcome) -> None:
+        if listed or args.verbose:
+            output.write_outcome(output.outcome_line(outcome, args.dry_run), to_stdout=listed)
+
+    return on_object
+
+
+def _download(args: argparse.Namespace, bar: output.BatchBar | None) -> BatchResult:
+    buckets = Buckets(store_config(args))
+    common = {**_transfer(args), "progress_callback": bar, "on_object": _on_object(args)}
+    try:
+        if args.recursive:
+            source = parse_prefix(args.src)
+            check_scheme(args, source)
+            bucket = buckets.get(source)
+            return download_prefix(
+                bucket, source.key, args.dest, include=args.include, exclude=args.exclude, **common
+            )
+        items = read_input_file(args.input_file, sys.stdin, buckets)
+        directory = args.src or "."  # the one positional of --input-file is DIR
+        return download_many(items, directory=directory, **common)
+    except PartialDownloadError as exc:
+        return exc.result
+
+
+def exit_code(result: BatchResult) -> ExitCode:
+    if not result.failed:
+        return ExitCode.OK
+    if result.downloaded or result.skipped:
+        return ExitCode.PARTIAL
+    codes = {exit_code_for(error) for error in result.failed.values()}
+    return codes.pop() if len(codes) == 1 else ExitCode.FAILED
+
+
+def run(args: argparse.Namespace) -> ExitCode:
+    """Download the objects; print the outcome and every failed key; return the exit code."""
+    started = time.monotonic()
+    try:
+        check_tree(args)
+        bar = output.batch_bar(args.quiet or args.json)
+        try:
+            result = _download(args, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+    except KeyboardInterrupt:
+        output.notice(
+            "interrupted; finished objects and the parts of large ones are kept: "
+            "run the same command again to resume"
+        )
+        if args.json:
+            output.emit_json({"status": "interrupted", "exit_code": ExitCode.INTERRUPTED.value})
+        return ExitCode.INTERRUPTED
+    except (PartdlError, OSError) as exc:
+        return output.report_error(exc, args.json)
+    elapsed = time.monotonic() - started
+    code = exit_code(result)
+    if args.json:
+        output.emit_json(output.batch_summary(result, code, elapsed))
+    elif not args.quiet:
+        output.summary_line(output.human_batch_summary(result, elapsed))
+        output.failed_keys(result)
+    return code
