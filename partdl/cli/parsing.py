@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import enum
 import re
+import textwrap
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, NoReturn, TypeVar
 
@@ -136,8 +138,8 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.modes: dict[str, tuple[str, Mode, Any]] = {}
-        """``dest`` -> (the refusal, the only mode it applies to, its value when absent)."""
+        self.bound: dict[str, _Bound] = {}
+        """The options that apply to one mode only, by ``dest``."""
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
@@ -149,8 +151,26 @@ class Parser(argparse.ArgumentParser):
         (``why`` is added to the refusal)."""
         action = group.add_argument(*flags, **kwargs)
         if mode is not None:
-            refusal = f"{flags[-1]} applies to {mode.value} only" + (f": {why}" if why else "")
-            self.modes[action.dest] = (refusal, mode, action.default)
+            self.bound[action.dest] = _Bound(flags[-1], mode, action.default, why)
+
+    def only_for(self, mode: Mode) -> list[str]:
+        return [bound.flag for bound in self.bound.values() if bound.mode is mode]
+
+
+@dataclass(frozen=True, slots=True)
+class _Bound:
+    """An option for one mode only, and how to refuse it in the other."""
+
+    flag: str
+    mode: Mode
+    absent: Any
+    """Its value when not given."""
+    why: str
+
+    def refusal(self) -> str:
+        return f"{self.flag} applies to {self.mode.value} only" + (
+            f": {self.why}" if self.why else ""
+        )
 
 
 USAGE = """\
@@ -159,7 +179,15 @@ partdl SRC DEST [options]
        partdl --input-file FILE [DIR] [options]"""
 
 
-def _epilog() -> str:
+def _epilog(parser: Parser) -> str:
+    one_only = textwrap.fill(
+        "All objects share --task-num connections. For one object only: "
+        + ", ".join(parser.only_for(Mode.ONE))
+        + ".",
+        width=88,
+        initial_indent="  ",
+        subsequent_indent="    ",
+    )
     codes = "\n".join(f"  {code.value:>3}  {EXIT_MEANINGS[code]}" for code in ExitCode)
     return f"""\
 sizes: KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB powers of 1024.
@@ -173,8 +201,7 @@ many objects:
     with spaces), '#' starts a comment; SRC is oss://, s3:// or http(s)://; DEST is
     relative to DIR (default: the current directory), a DEST ending in '/' is a folder,
     no DEST means the last segment of SRC.
-  All objects share --task-num connections. --range, --checkpoint-file, --version-id,
-    --head-url and --no-fsync are for one object only.
+{one_only}
   globs: '*' within a path segment, '**' across, '?' one character, '[abc]' a set;
     a pattern without '/' matches a name at any depth; a folder that matches takes all
     it holds. An object is taken if it matches an --include (or none is given) and no
@@ -209,7 +236,6 @@ def build_parser() -> Parser:
         usage=USAGE,
         description="Download one object in parallel byte ranges, resumably and verified; "
         "or many objects through one pool of connections.",
-        epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -231,6 +257,7 @@ def build_parser() -> Parser:
     _source_options(parser)
     _tree_options(parser)
     _output_options(parser)
+    parser.epilog = _epilog(parser)
     return parser
 
 
@@ -401,9 +428,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_intermixed_args(argv)
     args.mode = Mode.TREE if args.recursive or args.input_file is not None else Mode.ONE
-    for dest, (refusal, mode, absent) in parser.modes.items():
-        if mode is not args.mode and getattr(args, dest) != absent:
-            parser.error(refusal)
+    for dest, bound in parser.bound.items():
+        if bound.mode is not args.mode and getattr(args, dest) != bound.absent:
+            parser.error(bound.refusal())
     if args.mode is Mode.ONE:
         missing = [name for name, value in (("SRC", args.src), ("DEST", args.dest)) if not value]
         if missing:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .. import BatchResult, ObjectOutcome
@@ -37,7 +38,7 @@ def _transfer(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _on_object(args: argparse.Namespace) -> Any:
+def _on_object(args: argparse.Namespace) -> Callable[[ObjectOutcome], None]:
     """A dry run lists every object on stdout; ``-v`` a line per object on stderr."""
     listed = args.dry_run and not args.json and not args.quiet
 
