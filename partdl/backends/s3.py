@@ -78,6 +78,17 @@ class S3Bucket:
         """The client and name of a boto3 ``s3.Bucket`` resource."""
         return cls(bucket.meta.client, bucket.name)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A client does not pickle: another process gets a new one from the same
+        # recipe (see partdl/backends/_s3_client.py for what travels).
+        from ._s3_client import ClientRecipe
+
+        return (_rebuilt, (ClientRecipe.of(self.client), self.name, self.extra_args))
+
+
+def _rebuilt(recipe: Any, name: str, extra_args: S3ExtraArgs | None) -> S3Bucket:
+    return S3Bucket(recipe.build(), name, extra_args)
+
 
 # HeadObject fields, in the order they are preferred; S3 publishes one at most.
 _CHECKSUM_FIELDS = (
