@@ -178,6 +178,7 @@ class S3Backend:
         from botocore import exceptions as sdk
 
         self._stall_timeout = stall_timeout
+        self._bucket = bucket
         self._client = bucket.client
         self._name = bucket.name
         self._key = key
@@ -190,6 +191,13 @@ class S3Backend:
             sdk.ClientError,
             sdk.BotoCoreError,
             *NETWORK_ERRORS,
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # For a task on another process: the bucket pickles as a client recipe.
+        return (
+            _rebuilt_backend,
+            (self._bucket, self._key, self._version_id, self._stall_timeout),
         )
 
     @property
@@ -287,3 +295,9 @@ class S3Backend:
                     )
         except self._sdk_errors as exc:
             raise _translate(exc, what) from exc
+
+
+def _rebuilt_backend(
+    bucket: S3Bucket, key: str, version_id: str | None, stall_timeout: float | None
+) -> S3Backend:
+    return S3Backend(bucket, key, version_id=version_id, stall_timeout=stall_timeout)
