@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, cast
 
 from .backends import open_backend
@@ -65,6 +66,7 @@ def download_prefix(
     retry: RetryPolicy | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+    executor: Executor | None = None,
 ) -> BatchResult:
     """Download every object under ``prefix`` into ``directory``, as a tree.
 
@@ -85,6 +87,12 @@ def download_prefix(
     the result tells what would be. Returns a :class:`BatchResult`; if any object
     failed, raises :class:`PartialDownloadError` (with the result) once every other
     object has finished. A failing listing raises its error.
+
+    ``executor`` (any ``concurrent.futures.Executor``: a ``ProcessPoolExecutor``, a
+    Dask ``Client.get_executor()``) runs the transfers in batches balanced by bytes,
+    each batch a task with ``task_num`` connections of its own; the listing, the
+    skip decisions and the tree's state stay in this process (see
+    :mod:`partdl.distribute`).
     """
     options = _options(part_size, task_num, checkpoint, retry, chunk_size, stall_timeout, headers)
     select = PathFilter(include, exclude)
@@ -109,6 +117,7 @@ def download_prefix(
         dry_run=dry_run,
         progress_callback=progress_callback,
         on_object=on_object,
+        executor=_checked_executor(executor),
     )
 
 
@@ -127,6 +136,7 @@ def download_many(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     session: requests.Session | None = None,
+    executor: Executor | None = None,
 ) -> BatchResult:
     """Download ``(bucket, key, path)`` items through one pool of ``task_num`` GETs.
 
@@ -138,7 +148,8 @@ def download_many(
     to it, checked like keys of a tree, and unchanged objects are skipped on a rerun,
     as in :func:`download_prefix`. An object of one part costs one GET (and, without
     a listing to pin it, no HEAD either: the GET's answer says the size). The other
-    arguments, the result and the errors are those of :func:`download_prefix`.
+    arguments (``executor`` included: without a listing, batches are balanced by
+    count), the result and the errors are those of :func:`download_prefix`.
     """
     options = _options(part_size, task_num, checkpoint, retry, chunk_size, stall_timeout, headers)
     with contextlib.ExitStack() as stack:
@@ -158,7 +169,16 @@ def download_many(
             dry_run=dry_run,
             progress_callback=progress_callback,
             on_object=on_object,
+            executor=_checked_executor(executor),
         )
+
+
+def _checked_executor(executor: object) -> Executor | None:
+    if executor is None or isinstance(executor, Executor):
+        return executor
+    raise InvalidArgumentError(
+        f"executor must be a concurrent.futures.Executor, got {type(executor).__qualname__}"
+    )
 
 
 def _item(item: Any) -> tuple[Any, str, str | os.PathLike[str]]:

@@ -22,6 +22,7 @@ import re
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from . import checkpoint as codec
@@ -58,6 +59,9 @@ class BatchProgress:
 
 BatchProgressCallback = Callable[[BatchProgress], object]
 ObjectCallback = Callable[[ObjectOutcome], object]
+# What runs the planned objects: :func:`partdl.execute.execute` in this process, or
+# :class:`partdl.distribute.ExecutorRunner` on an executor.
+Runner = Callable[[Iterable[PlannedObject], TransferOptions, Meter], Iterator[ObjectOutcome]]
 
 
 @dataclass(slots=True)
@@ -250,7 +254,9 @@ class _Batch:
         dry_run: bool,
         progress_callback: BatchProgressCallback | None,
         on_object: ObjectCallback | None,
+        runner: Runner = execute,
     ) -> None:
+        self._runner = runner
         self._tree = tree
         self._options = options
         self._dry_run = dry_run
@@ -390,7 +396,7 @@ class _Batch:
             for _ in plans:  # planning reports every object; nothing is fetched
                 pass
         else:
-            for outcome in execute(plans, self._options, self._meter):
+            for outcome in self._runner(plans, self._options, self._meter):
                 if outcome.status is Status.DOWNLOADED:
                     self._record(outcome)
                 self._finish(outcome)
@@ -421,8 +427,13 @@ def run_batch(
     dry_run: bool,
     progress_callback: BatchProgressCallback | None,
     on_object: ObjectCallback | None,
+    executor: Executor | None = None,
 ) -> BatchResult:
-    """Run a batch and raise PartialDownloadError at the end if any object failed."""
+    """Run a batch and raise PartialDownloadError at the end if any object failed.
+
+    With ``executor`` the transfers run there (see :mod:`partdl.distribute`); the
+    planning, the tree's state and the result stay here.
+    """
     with contextlib.ExitStack() as stack:
         tree = None
         if directory is not None:
@@ -436,12 +447,18 @@ def run_batch(
                 stack.enter_context(TreeLock(root))
             tree = Tree(root, dry_run=dry_run)
             stack.callback(tree.state.close)
+        runner: Runner = execute
+        if executor is not None:
+            from .distribute import ExecutorRunner
+
+            runner = ExecutorRunner(executor, tree.root if tree is not None else None)
         batch = _Batch(
             tree,
             options,
             dry_run=dry_run,
             progress_callback=progress_callback,
             on_object=on_object,
+            runner=runner,
         )
         result = batch.run(entries)
     if result.failed:

@@ -78,6 +78,17 @@ class S3Bucket:
         """The client and name of a boto3 ``s3.Bucket`` resource."""
         return cls(bucket.meta.client, bucket.name)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A client does not pickle: another process gets a new one from the same
+        # recipe (see partdl/backends/_s3_client.py for what travels).
+        from ._s3_client import ClientRecipe
+
+        return (_rebuilt, (ClientRecipe.of(self.client), self.name, self.extra_args))
+
+
+def _rebuilt(recipe: Any, name: str, extra_args: S3ExtraArgs | None) -> S3Bucket:
+    return S3Bucket(recipe.build(), name, extra_args)
+
 
 # HeadObject fields, in the order they are preferred; S3 publishes one at most.
 _CHECKSUM_FIELDS = (
@@ -167,6 +178,7 @@ class S3Backend:
         from botocore import exceptions as sdk
 
         self._stall_timeout = stall_timeout
+        self._bucket = bucket
         self._client = bucket.client
         self._name = bucket.name
         self._key = key
@@ -179,6 +191,13 @@ class S3Backend:
             sdk.ClientError,
             sdk.BotoCoreError,
             *NETWORK_ERRORS,
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # For a task on another process: the bucket pickles as a client recipe.
+        return (
+            _rebuilt_backend,
+            (self._bucket, self._key, self._version_id, self._stall_timeout),
         )
 
     @property
@@ -276,3 +295,9 @@ class S3Backend:
                     )
         except self._sdk_errors as exc:
             raise _translate(exc, what) from exc
+
+
+def _rebuilt_backend(
+    bucket: S3Bucket, key: str, version_id: str | None, stall_timeout: float | None
+) -> S3Backend:
+    return S3Backend(bucket, key, version_id=version_id, stall_timeout=stall_timeout)
