@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import pickle
@@ -15,6 +16,7 @@ import distributed
 import pytest
 
 import partdl
+from partdl import cli
 from partdl.distribute import TaskSpec, balance
 from partdl.execute import PlannedObject
 from partdl.listing import ListedObject
@@ -23,6 +25,9 @@ from partdl.transfer import TransferOptions
 from tests.helpers import PART, recorded_parts
 from tests.store import LocalStore, Seen
 from tests.test_batch import make_bucket, tree
+from tests.test_cli_batch import env
+
+__all__ = ["env"]  # a fixture, used by name
 
 PREFIX = "set/"
 TASK_NUM = 3
@@ -267,3 +272,50 @@ def test_an_executor_must_be_an_executor(
     with pytest.raises(partdl.InvalidArgumentError, match=r"concurrent\.futures\.Executor"):
         partdl.download_prefix(store.oss_bucket(bucket_name), "", tmp_path, executor=object())  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+# -- the CLI -------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("env")
+@pytest.mark.parametrize("scheme", ["oss", "s3"])
+def test_the_cli_spreads_a_tree_over_processes(
+    store: LocalStore,
+    bucket_name: str,
+    tmp_path: Path,
+    scheme: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    objects = a_tree()
+    put_all(store, bucket_name, objects)
+    root = tmp_path / "out"
+    argv = [f"{scheme}://{bucket_name}/{PREFIX}", str(root), "-r", "--processes", "2"]
+    argv += ["--endpoint", store.endpoint, "--part-size", "100KiB", "--task-num", "2", "--json"]
+
+    assert cli.main(argv) == 0
+
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["downloaded"] == len(objects)
+    assert tree(root) == expected(objects)
+    assert 1 <= store.peak_in_flight(bucket_name) <= 2 * 2
+
+
+@pytest.mark.usefixtures("env")
+@pytest.mark.parametrize("flag", [["--processes", "2"], ["--dask", "tcp://127.0.0.1:1"]])
+def test_one_object_refuses_an_executor(
+    store: LocalStore,
+    bucket_name: str,
+    tmp_path: Path,
+    flag: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = [f"oss://{bucket_name}/k", str(tmp_path / "k"), "--endpoint", store.endpoint, *flag]
+    assert cli.main(argv) == cli.ExitCode.INVALID_ARGUMENT
+    assert flag[0] in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.usefixtures("env")
+def test_processes_and_dask_exclude_each_other(tmp_path: Path) -> None:
+    argv = ["oss://b/p/", str(tmp_path), "-r", "--processes", "2", "--dask", "tcp://x:1"]
+    assert cli.main(argv) == cli.ExitCode.INVALID_ARGUMENT

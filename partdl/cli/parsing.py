@@ -396,9 +396,23 @@ def _tree_options(parser: Parser) -> None:
         action="store_true",
         help="list what would happen; no GET",
     )
-    # Where a tree runs (issue #13): --processes N and --dask ADDRESS belong in this
-    # group, declared with mode=Mode.TREE (so one object refuses them), and
-    # tree.executor() turns them into the executor download_prefix/download_many take.
+    # Where a tree's transfers run (see docs/distributed.md); tree.executor() makes it.
+    where = group.add_mutually_exclusive_group()
+    parser.add(
+        where,
+        "--processes",
+        mode=Mode.TREE,
+        type=_count(1),
+        metavar="N",
+        help="spread the objects over N local processes, each with --task-num GETs",
+    )
+    parser.add(
+        where,
+        "--dask",
+        mode=Mode.TREE,
+        metavar="ADDRESS",
+        help="spread the objects over a running Dask cluster (tcp://HOST:8786)",
+    )
 
 
 def _output_options(parser: Parser) -> None:

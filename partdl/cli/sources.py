@@ -118,12 +118,14 @@ class StoreConfig:
     pool_size: int = 8
 
 
-def _require(module: str, extra: str) -> Any:
+def require(module: str, extra: str, what: str | None = None) -> Any:
+    """``module``, or a clear error naming the extra that installs it."""
+    what = what or f"{extra}:// sources"
     try:
         return __import__(module)
     except ImportError:
         raise InvalidArgumentError(
-            f"{extra}:// sources need {module}: pip install 'partdl[{extra}]'"
+            f"{module} is not installed (for {what}): pip install 'partdl[{extra}]'"
         ) from None
 
 
@@ -133,7 +135,7 @@ def oss_bucket(source: Source, config: StoreConfig) -> Any:
 
     v4 = config.sign_version != "1"
     location = locate(config.region, config.endpoint, os.environ, v4=v4)
-    oss2 = _require("oss2", "oss")
+    oss2 = require("oss2", "oss")
     provider = credentials_provider(os.environ, config.profile)
     auth = oss2.ProviderAuthV4(provider) if v4 else oss2.ProviderAuth(provider)
     # One pooled connection per worker, so no worker waits for or discards a socket.
@@ -148,7 +150,7 @@ def oss_bucket(source: Source, config: StoreConfig) -> Any:
 
 def s3_bucket(source: Source, config: StoreConfig) -> Any:
     """A :class:`partdl.S3Bucket` on a client of boto3's session (``--profile``, ``--region``)."""
-    boto3 = _require("boto3", "s3")
+    boto3 = require("boto3", "s3")
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError
 

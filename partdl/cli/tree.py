@@ -8,9 +8,12 @@ place; when every object failed, the code of their error if they share one.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import multiprocessing
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any
 
 from .. import BatchResult, ObjectOutcome
@@ -19,15 +22,11 @@ from ..errors import PartdlError, PartialDownloadError
 from . import output
 from .exits import ExitCode, exit_code_for
 from .parsing import check_scheme, check_tree, retry_policy, store_config
-from .sources import Buckets, parse_prefix, read_input_file
+from .sources import Buckets, parse_prefix, read_input_file, require
 
 
 def _transfer(args: argparse.Namespace) -> dict[str, Any]:
-    """The keywords download_prefix and download_many share, from the command line.
-
-    Where a tree runs (issue #13) joins here: ``executor=`` built from the
-    ``--processes`` / ``--dask`` options declared in :mod:`.parsing`'s tree group.
-    """
+    """The keywords download_prefix and download_many share, from the command line."""
     return {
         "part_size": args.part_size,
         "task_num": args.task_num,
@@ -49,9 +48,37 @@ def _on_object(args: argparse.Namespace) -> Callable[[ObjectOutcome], None]:
     return on_object
 
 
+@contextlib.contextmanager
+def executor(args: argparse.Namespace) -> Iterator[Executor | None]:
+    """Where the transfers run: here, ``--processes N`` local processes, or ``--dask``."""
+    if args.processes:
+        # spawn, not fork: a child starts clean, with no copy of this process's threads.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.processes, mp_context=context) as pool:
+            yield pool
+    elif args.dask:
+        distributed = require("distributed", "dask", "--dask")
+        with distributed.Client(args.dask) as client:
+            yield client.get_executor()
+    else:
+        yield None
+
+
 def _download(args: argparse.Namespace, bar: output.BatchBar | None) -> BatchResult:
+    with executor(args) as where:
+        return _download_on(args, bar, where)
+
+
+def _download_on(
+    args: argparse.Namespace, bar: output.BatchBar | None, where: Executor | None
+) -> BatchResult:
     buckets = Buckets(store_config(args))
-    common = {**_transfer(args), "progress_callback": bar, "on_object": _on_object(args)}
+    common = {
+        **_transfer(args),
+        "progress_callback": bar,
+        "on_object": _on_object(args),
+        "executor": where,
+    }
     try:
         if args.recursive:
             source = parse_prefix(args.src)
