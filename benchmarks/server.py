@@ -2,11 +2,19 @@
 
 moto manages about 30 MB/s here, and nginx insists on quoted ETags in ``If-Match``
 (oss2 sends them bare), so the benchmarks serve their objects with this instead.
-Every object is reachable at ``/<anything>/<name>``: ``/oss/<name>`` for oss2 (which
-uses path style on an IP endpoint), ``/s3/<name>`` for boto3 (path style),
-``/plain/<name>`` for curl, aria2c and partdl's HTTP backend. Authorization is
+Every object is reachable at ``/<anything>/<key>``: ``/oss/<key>`` for oss2 (which
+uses path style on an IP endpoint), ``/s3/<key>`` for boto3 (path style),
+``/plain/<key>`` for curl, aria2c and partdl's HTTP backend. Authorization is
 ignored. Both stores' headers are sent: ``x-oss-hash-crc64ecma`` always, and the S3
 full-object CRC64NVME on HEAD and whole-object GET when ``x-amz-checksum-mode`` asks.
+
+Trees (``--tree``, see :mod:`benchmarks.trees`) are listed as the stores list them: a
+``GET`` of the bucket itself (``/s3?list-type=2&prefix=...``) answers ListObjectsV2
+(or V1 without ``list-type=2``) in pages of at most 1,000 keys, with
+``continuation-token``, ``start-after``, ``marker``, ``delimiter`` and
+``encoding-type=url``; ``/oss/...`` gets the same XML without the S3 namespace and with
+the ``<Type>Normal</Type>`` oss2 expects. Tree objects have their MD5 as ETag, as a
+single-part upload would, since rclone checks downloads against it.
 
 Options model a remote store: a per-connection rate cap (``--rate``, body bytes
 per second, enforced at the sender so socket buffers cannot hide it), a first-byte
@@ -17,7 +25,7 @@ deterministic, so every contender meets the same share of slow GETs).
 
 Authorization is never checked, so any signature (OSS V1 or V4, S3 SigV4) is accepted.
 
-Run ``python -m benchmarks.server --object NAME=PATH[*REPEAT] ...``: it prints
+Run ``python -m benchmarks.server --object NAME=PATH[*REPEAT] ... --tree SPEC@PATH``: it prints
 ``PORT <n>`` once listening and exits when its standard input closes. ``REPEAT``
 serves the file's bytes that many times over, which gives a 10 GiB object from a
 1 GiB file.
@@ -27,6 +35,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import bisect
+import datetime
 import email.utils
 import hashlib
 import os
@@ -34,21 +44,26 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+from xml.sax.saxutils import escape
 
 import fastcrc
 from awscrt import checksums
 
 from partdl.crc import ChecksumAlgorithm, combine
 
+from .trees import TreeSpec, parse_tree
+
 _HEAD_LIMIT: Final = 64 * 1024
 _SEND_SLICE: Final = 8 * 1024 * 1024
 # A capped connection sends at most this much time's worth of bytes ahead of schedule.
 _PACING_QUANTUM: Final = 0.01
 _SCAN_CHUNK: Final = 64 * 1024 * 1024
+_PAGE_LIMIT: Final = 1000
+_S3_XMLNS: Final = ' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +78,8 @@ class StoredObject:
     last_modified: float
     crc64xz: int
     crc64nvme: int
+    offset: int = 0
+    """Where the object's bytes start in ``path`` (a tree's objects share one file)."""
 
     @property
     def size(self) -> int:
@@ -97,6 +114,39 @@ def load_object(name: str, path: str, repeat: int = 1) -> StoredObject:
         crc64xz=_repeated(ChecksumAlgorithm.CRC64XZ, xz, info.st_size, repeat),
         crc64nvme=_repeated(ChecksumAlgorithm.CRC64NVME, nvme, info.st_size, repeat),
     )
+
+
+def load_tree(spec: TreeSpec, path: str) -> dict[str, StoredObject]:
+    """Every object of ``spec``, each a slice of ``path``, with its MD5 ETag and checksums."""
+    modified = float(int(os.stat(path).st_mtime))
+    found = {}
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for item in spec.objects():
+            md5, xz, nvme = hashlib.md5(), 0, 0
+            position, end = item.offset, item.offset + item.size
+            while position < end:
+                data = os.pread(fd, min(_SCAN_CHUNK, end - position), position)
+                if not data:
+                    raise ValueError(f"{path} is shorter than tree {spec.name} needs")
+                md5.update(data)
+                xz = fastcrc.crc64.xz(data, initial=xz)
+                nvme = checksums.crc64nvme(data, nvme)
+                position += len(data)
+            found[item.key] = StoredObject(
+                name=item.key,
+                path=path,
+                base_size=item.size,
+                repeat=1,
+                etag=f'"{md5.hexdigest()}"',
+                last_modified=modified,
+                crc64xz=xz,
+                crc64nvme=nvme,
+                offset=item.offset,
+            )
+    finally:
+        os.close(fd)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,14 +215,154 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
     return start, min(end, size)
 
 
-def answer(
-    objects: Mapping[str, StoredObject], method: str, target: str, headers: Mapping[str, str]
+def _iso(moment: float) -> str:
+    stamp = datetime.datetime.fromtimestamp(moment, datetime.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """``(bucket, key)`` of a path-style request target; the key may hold slashes."""
+    path = unquote(urlsplit(target).path).lstrip("/")
+    bucket, _, key = path.partition("/")
+    return bucket, key
+
+
+def find(objects: Mapping[str, StoredObject], key: str) -> StoredObject | None:
+    """The object at ``key``, or (a single object) the one named by its last segment."""
+    return objects.get(key) or objects.get(key.rsplit("/", 1)[-1])
+
+
+def _token(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode()
+
+
+def _untoken(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (ValueError, UnicodeDecodeError):
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """What a ListObjects request asks for (V2 with ``list-type=2``, else V1)."""
+
+    v2: bool
+    prefix: str
+    delimiter: str
+    limit: int
+    after: str
+    """List keys after this one (the continuation token's, ``start-after`` or ``marker``)."""
+    encode: bool
+    params: Mapping[str, str]
+
+    @classmethod
+    def parse(cls, query: str) -> ListQuery:
+        params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        v2 = params.get("list-type") == "2"
+        if v2:
+            token = params.get("continuation-token", "")
+            after = max(_untoken(token) if token else "", params.get("start-after", ""))
+        else:
+            after = params.get("marker", "")
+        return cls(
+            v2=v2,
+            prefix=params.get("prefix", ""),
+            delimiter=params.get("delimiter", ""),
+            limit=min(int(params.get("max-keys") or _PAGE_LIMIT), _PAGE_LIMIT),
+            after=after,
+            encode=params.get("encoding-type") == "url",
+            params=params,
+        )
+
+
+def _page(keys: Sequence[str], ask: ListQuery) -> tuple[list[str], list[str], bool]:
+    """(keys, common prefixes, truncated) of one page of ``keys`` (sorted)."""
+    position = max(bisect.bisect_right(keys, ask.after), bisect.bisect_left(keys, ask.prefix))
+    found: list[str] = []
+    folders: list[str] = []
+    while position < len(keys) and keys[position].startswith(ask.prefix):
+        if len(found) + len(folders) == ask.limit:
+            return found, folders, True
+        key = keys[position]
+        cut = key.find(ask.delimiter, len(ask.prefix)) if ask.delimiter else -1
+        if cut < 0:
+            found.append(key)
+            position += 1
+            continue
+        folder = key[: cut + len(ask.delimiter)]
+        folders.append(folder)
+        # Past every key under that folder: they roll up into it.
+        position = bisect.bisect_left(keys, folder[:-1] + chr(ord(folder[-1]) + 1))
+    return found, folders, False
+
+
+def listing(
+    objects: Mapping[str, StoredObject], keys: Sequence[str], bucket: str, query: str
 ) -> Reply:
-    """The pure part of the server: the reply to one request."""
+    """ListObjectsV2 (``list-type=2``) or V1 of ``keys`` (sorted), as S3 sends it; for
+    the ``oss`` bucket as OSS sends it (no S3 namespace, a ``<Type>`` per object)."""
+    try:
+        ask = ListQuery.parse(query)
+    except ValueError:
+        return _error(400, "Bad Request", "InvalidArgument")
+    found, folders, truncated = _page(keys, ask)
+    oss = bucket == "oss"
+
+    def text(value: str) -> str:
+        return escape(quote(value, safe="/") if ask.encode else value)
+
+    head = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f"<ListBucketResult{'' if oss else _S3_XMLNS}>",
+        f"<Name>{escape(bucket)}</Name><Prefix>{text(ask.prefix)}</Prefix>",
+    ]
+    if ask.v2:
+        head.append(f"<KeyCount>{len(found) + len(folders)}</KeyCount>")
+        if token := ask.params.get("continuation-token"):
+            head.append(f"<ContinuationToken>{escape(token)}</ContinuationToken>")
+        if start := ask.params.get("start-after"):
+            head.append(f"<StartAfter>{text(start)}</StartAfter>")
+    else:
+        head.append(f"<Marker>{text(ask.after)}</Marker>")
+    head.append(f"<MaxKeys>{ask.limit}</MaxKeys>")
+    if ask.delimiter:
+        head.append(f"<Delimiter>{text(ask.delimiter)}</Delimiter>")
+    if ask.encode:
+        head.append("<EncodingType>url</EncodingType>")
+    head.append(f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>")
+    last = max(found[-1:] + folders[-1:], default="")
+    if truncated and ask.v2:
+        head.append(f"<NextContinuationToken>{_token(last)}</NextContinuationToken>")
+    elif truncated:
+        head.append(f"<NextMarker>{text(last)}</NextMarker>")
+    kind = "<Type>Normal</Type>" if oss else ""
+    contents = [
+        f"<Contents><Key>{text(key)}</Key><LastModified>{_iso(objects[key].last_modified)}"
+        f"</LastModified><ETag>{escape(objects[key].etag)}</ETag>{kind}"
+        f"<Size>{objects[key].size}</Size><StorageClass>STANDARD</StorageClass></Contents>"
+        for key in found
+    ]
+    prefixes = [f"<CommonPrefixes><Prefix>{text(f)}</Prefix></CommonPrefixes>" for f in folders]
+    body = "".join([*head, *contents, *prefixes, "</ListBucketResult>"]).encode()
+    return Reply(200, "OK", [("Content-Type", "application/xml")], body)
+
+
+def answer(
+    objects: Mapping[str, StoredObject],
+    method: str,
+    target: str,
+    headers: Mapping[str, str],
+    keys: Sequence[str] = (),
+) -> Reply:
+    """The pure part of the server: the reply to one request (``keys``: the sorted keys
+    a bucket listing shows)."""
     if method not in ("GET", "HEAD"):
         return _error(405, "Method Not Allowed", "MethodNotAllowed")
-    name = unquote(urlsplit(target).path).rsplit("/", 1)[-1]
-    obj = objects.get(name)
+    bucket, key = split_target(target)
+    if not key and method == "GET":
+        return listing(objects, keys, bucket, urlsplit(target).query)
+    obj = find(objects, key)
     if obj is None:
         return _error(404, "Not Found", "NoSuchKey")
     if _precondition_fails(obj, headers):
@@ -237,20 +427,28 @@ class _Stragglers:
             return self._count % self._every == 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Store:
+    """What every connection serves: the objects, their sorted keys, a descriptor per file."""
+
+    objects: Mapping[str, StoredObject]
+    keys: Sequence[str]
+    fds: Mapping[str, int]
+    """By path: a tree's objects share one file and one descriptor."""
+
+
 class _Connection:
     """One client connection, served on its own thread until it closes."""
 
     def __init__(
         self,
         sock: socket.socket,
-        objects: Mapping[str, StoredObject],
-        fds: Mapping[str, int],
+        store: _Store,
         behaviour: Behaviour,
         stragglers: _Stragglers,
     ) -> None:
         self._sock = sock
-        self._objects = objects
-        self._fds = fds
+        self._store = store
         self._behaviour = behaviour
         self._stragglers = stragglers
         self._pending = bytearray()
@@ -288,7 +486,7 @@ class _Connection:
             headers[key.strip().lower()] = value.strip()
         token = headers.get("connection", "").lower()
         keep = token == "keep-alive" if version == "HTTP/1.0" else token != "close"
-        reply = answer(self._objects, method, target, headers)
+        reply = answer(self._store.objects, method, target, headers, self._store.keys)
         if self._behaviour.delay:
             time.sleep(self._behaviour.delay)
         self._send(reply, method, target, keep)
@@ -304,12 +502,13 @@ class _Connection:
         if method == "HEAD" or reply.span is None:
             self._sock.sendall(head + (b"" if method == "HEAD" else reply.body))
             return
-        name = unquote(urlsplit(target).path).rsplit("/", 1)[-1]
+        obj = find(self._store.objects, split_target(target)[1])
+        assert obj is not None  # a span is only ever answered for an object found
         rate = self._behaviour.rate
         if reply.status == 206 and self._stragglers.next_is_slow():
             rate = self._behaviour.slow_rate
         self._sock.sendall(head)
-        self._send_span(self._objects[name], self._fds[name], *reply.span, rate)
+        self._send_span(obj, self._store.fds[obj.path], *reply.span, rate)
 
     def _send_span(self, obj: StoredObject, fd: int, start: int, end: int, rate: float) -> None:
         step = max(64 * 1024, int(rate * _PACING_QUANTUM)) if rate else _SEND_SLICE
@@ -318,7 +517,7 @@ class _Connection:
         while position < end:
             offset = position % obj.base_size
             count = min(end - position, obj.base_size - offset, step)
-            written = os.sendfile(out, fd, offset, count)
+            written = os.sendfile(out, fd, obj.offset + offset, count)
             if written == 0:
                 raise ConnectionResetError("sendfile sent nothing")
             position += written
@@ -337,8 +536,10 @@ class ObjectServer:
     def __init__(
         self, objects: Mapping[str, StoredObject], behaviour: Behaviour, port: int = 0
     ) -> None:
-        self._objects = dict(objects)
-        self._fds = {name: os.open(obj.path, os.O_RDONLY) for name, obj in objects.items()}
+        paths = {obj.path for obj in objects.values()}
+        self._store = _Store(
+            dict(objects), sorted(objects), {path: os.open(path, os.O_RDONLY) for path in paths}
+        )
         self._behaviour = behaviour
         self._stragglers = _Stragglers(behaviour.slow_every)
         self._listener = socket.create_server(("127.0.0.1", port), backlog=512)
@@ -348,10 +549,18 @@ class ObjectServer:
         while True:
             sock, _ = self._listener.accept()
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            connection = _Connection(
-                sock, self._objects, self._fds, self._behaviour, self._stragglers
-            )
+            connection = _Connection(sock, self._store, self._behaviour, self._stragglers)
             threading.Thread(target=connection.serve, daemon=True).start()
+
+
+def _tree_arg(text: str) -> tuple[TreeSpec, str]:
+    spec, _, path = text.rpartition("@")
+    try:
+        return parse_tree(spec), path
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            "expected NAME=PREFIX=FOLDER,COUNT,SIZE,STRIDE,FANOUT[;...]@PATH"
+        ) from exc
 
 
 def _object_arg(text: str) -> tuple[str, str, int]:
@@ -364,14 +573,25 @@ def _object_arg(text: str) -> tuple[str, str, int]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--object", type=_object_arg, action="append", required=True)
+    parser.add_argument("--object", type=_object_arg, action="append", default=[])
+    parser.add_argument(
+        "--tree",
+        type=_tree_arg,
+        action="append",
+        default=[],
+        help="a tree of slices of PATH: NAME=PREFIX=FOLDER,COUNT,SIZE,STRIDE,FANOUT[;...]@PATH",
+    )
     parser.add_argument("--rate", type=float, default=0.0, help="bytes/s per connection")
     parser.add_argument("--delay", type=float, default=0.0, help="first-byte delay, seconds")
     parser.add_argument("--slow-every", type=int, default=0, help="every Nth ranged GET is slow")
     parser.add_argument("--slow-rate", type=float, default=0.0, help="bytes/s of a slow GET")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
+    if not args.object and not args.tree:
+        parser.error("nothing to serve: give --object or --tree")
     objects = {name: load_object(name, path, repeat) for name, path, repeat in args.object}
+    for spec, path in args.tree:
+        objects.update(load_tree(spec, path))
     behaviour = Behaviour(args.rate, args.delay, args.slow_every, args.slow_rate)
     server = ObjectServer(objects, behaviour, args.port)
     threading.Thread(target=server.serve_forever, daemon=True).start()
