@@ -7,9 +7,11 @@ Three stages:
    against the other keys, and is skipped when the state of the last run shows the
    same ETag and the file is untouched. What remains is a :class:`PlannedObject`.
 2. **Execution** (:func:`partdl.execute.execute`, the seam): takes the stream of
-   planned objects and yields one :class:`ObjectOutcome` each; see that module.
-3. **Recording** (:func:`run_batch`, calling thread): each finished object is written
-   to the tree's state, counted, reported, and the :class:`BatchResult` built.
+   planned objects through one shared scheduler and reports one
+   :class:`ObjectOutcome` each as it ends; see that module.
+3. **Recording** (:meth:`_Batch._outcome`, calling thread): each finished object is
+   written to the tree's state, counted and reported as it ends, and the
+   :class:`BatchResult` built.
 """
 
 from __future__ import annotations
@@ -61,7 +63,9 @@ BatchProgressCallback = Callable[[BatchProgress], object]
 ObjectCallback = Callable[[ObjectOutcome], object]
 # What runs the planned objects: :func:`partdl.execute.execute` in this process, or
 # :class:`partdl.distribute.ExecutorRunner` on an executor.
-Runner = Callable[[Iterable[PlannedObject], TransferOptions, Meter], Iterator[ObjectOutcome]]
+Runner = Callable[
+    [Iterable[PlannedObject], TransferOptions, Meter, Callable[[ObjectOutcome], None]], None
+]
 
 
 @dataclass(slots=True)
@@ -396,14 +400,16 @@ class _Batch:
             for _ in plans:  # planning reports every object; nothing is fetched
                 pass
         else:
-            for outcome in self._runner(plans, self._options, self._meter):
-                if outcome.status is Status.DOWNLOADED:
-                    self._record(outcome)
-                self._finish(outcome)
+            self._runner(plans, self._options, self._meter, self._outcome)
             if self._tree is not None:
                 self._tree.sweep_checkpoints()
         self._report(force=True)
         return self.result
+
+    def _outcome(self, outcome: ObjectOutcome) -> None:
+        if outcome.status is Status.DOWNLOADED:
+            self._record(outcome)
+        self._finish(outcome)
 
     def _record(self, outcome: ObjectOutcome) -> None:
         tree = self._tree

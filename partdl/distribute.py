@@ -31,7 +31,7 @@ import logging
 import os
 import pickle
 import stat
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 from typing import TypeVar
@@ -116,7 +116,8 @@ def run_task(spec: TaskSpec) -> list[ObjectOutcome]:
             failed.append(_failed(plan, exc))
         else:
             plans.append(plan)
-    outcomes = list(execute(plans, spec.options, Meter(lambda: None)))
+    outcomes: list[ObjectOutcome] = []
+    execute(plans, spec.options, Meter(lambda: None), outcomes.append)
     return [_portable(outcome) for outcome in (*failed, *outcomes)]
 
 
@@ -129,8 +130,12 @@ class ExecutorRunner:
         self._slots = executor_slots(executor)
 
     def __call__(
-        self, plans: Iterable[PlannedObject], options: TransferOptions, meter: Meter
-    ) -> Iterator[ObjectOutcome]:
+        self,
+        plans: Iterable[PlannedObject],
+        options: TransferOptions,
+        meter: Meter,
+        on_outcome: Callable[[ObjectOutcome], None],
+    ) -> None:
         pending: dict[Future[list[ObjectOutcome]], TaskSpec] = {}
         try:
             todo = iter(plans)
@@ -138,10 +143,10 @@ class ExecutorRunner:
                 for group in balance(window, _weight, _PER_SLOT * self._slots):
                     spec = TaskSpec(tuple(group), options, self._root)
                     while len(pending) >= 2 * _PER_SLOT * self._slots:
-                        yield from self._collect(pending, meter, meter.tick)
+                        self._collect(pending, meter, on_outcome)
                     pending[self._executor.submit(run_task, spec)] = spec
             while pending:
-                yield from self._collect(pending, meter, meter.tick)
+                self._collect(pending, meter, on_outcome)
         finally:
             for future in pending:
                 future.cancel()
@@ -150,10 +155,10 @@ class ExecutorRunner:
     def _collect(
         pending: dict[Future[list[ObjectOutcome]], TaskSpec],
         meter: Meter,
-        tick: Callable[[], None],
-    ) -> Iterator[ObjectOutcome]:
+        on_outcome: Callable[[ObjectOutcome], None],
+    ) -> None:
         done, _ = wait(list(pending), timeout=0.1, return_when=FIRST_COMPLETED)
-        tick()
+        meter.tick()
         for future in done:
             spec = pending.pop(future)
             try:
@@ -165,7 +170,7 @@ class ExecutorRunner:
             for outcome in outcomes:
                 if outcome.status is Status.DOWNLOADED:
                     meter.add(outcome.size)
-                yield outcome
+                on_outcome(outcome)
 
 
 def _weight(plan: PlannedObject) -> int:

@@ -12,7 +12,8 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from . import checkpoint as codec
@@ -30,6 +31,7 @@ from .errors import (
     ObjectChangedError,
     TransientError,
 )
+from .listing import mtime_ns
 from .model import Checksum, DownloadResult, ObjectStat
 from .options import (
     DEFAULT_CHUNK_SIZE,
@@ -99,7 +101,7 @@ class _Job:
         if not self.in_place:
             files.remove_quietly(self.temp_path)
 
-    def commit(self, destination: str, *, durable: bool) -> None:
+    def commit(self, destination: str, *, durable: bool, mtime: int | None = None) -> None:
         """Move the complete file into place; with ``durable``, so that it survives a power cut.
 
         The durable order: the data (mostly written back already, see
@@ -116,6 +118,8 @@ class _Job:
                 # Private (0600) while incomplete; once complete, the mode any new file
                 # would get, or the mode of the file it replaces.
                 os.fchmod(self.fd, files.final_mode(destination))
+            if mtime is not None:
+                os.utime(self.fd, ns=(time.time_ns(), mtime))
             if durable:
                 # An adopted destination too: the run that renamed it may not have synced.
                 os.fsync(self.fd)
@@ -151,82 +155,173 @@ class _Reporter:
             self._callback(value, self.total)
 
 
-class Downloader:
-    """Runs one ``download`` call: restarts, resume, verification, commit."""
+Verify = Callable[
+    [
+        Callable[[tuple[Part, int]], PartDone | None],
+        Iterable[tuple[Part, int]],
+        Callable[[PartDone | None], None],
+    ],
+    None,
+]
+"""How recorded parts are re-read: ``verify(check, items, consume)`` (see :meth:`Scheduler.map`)."""
 
-    def __init__(self, backend: Backend, options: Options) -> None:
+
+def verify_here(
+    check: Callable[[tuple[Part, int]], PartDone | None],
+    items: Iterable[tuple[Part, int]],
+    consume: Callable[[PartDone | None], None],
+) -> None:
+    """Re-read recorded parts one after another on the calling thread (off the pool)."""
+    for item in items:
+        consume(check(item))
+
+
+class ObjectDownload:
+    """One object's lifecycle, as a job among others in a (possibly shared) scheduler.
+
+    :meth:`begin` pins the object (a HEAD, again after a restart), resumes from its
+    checkpoint (verifying recorded parts through ``verify``) or starts fresh, opens the
+    temp file and returns the scheduler :class:`Job` for the parts still missing. The
+    orchestrator hands each finished part to :meth:`record`, and the job's end to
+    :meth:`settle`, which compares the checksum and commits (returning the result),
+    or discards what is wrong and returns None: call :meth:`begin` again. An error
+    from outside the job goes to :meth:`abort`. The calls come one after another,
+    never at once, though not always from the same thread; that is what lets the
+    temp file and the checkpoint go without a lock.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        options: Options,
+        *,
+        progress: Progress | None = None,
+        last_modified: str | None = None,
+        stamp_mtime: bool = False,
+    ) -> None:
         self._backend = backend
         self._options = options
-        self._stop = threading.Event()
-        self._progress = Progress()
-        self._reporter = _Reporter(options.progress_callback, self._progress)
+        self.stop = threading.Event()
+        self.progress = progress if progress is not None else Progress()
+        self._reporter = _Reporter(options.progress_callback, self.progress)
+        self._stamp_mtime = stamp_mtime
+        self._listed_modified = last_modified
+        self._stat: ObjectStat | None = None
+        self._job: _Job | None = None
+        self._writeback: files.Writeback | None = None
+        self._restarts = 0
+        self._integrity_failures = 0
 
-    def run(self) -> DownloadResult:
-        options = self._options
-        with (
-            files.DestinationLock(options.destination),
-            Scheduler(options.task_num, options.chunk_size) as scheduler,
-        ):
-            return self._run(scheduler)
+    @property
+    def source(self) -> str:
+        return self._backend.source
 
-    def _run(self, scheduler: Scheduler) -> DownloadResult:
-        try:
-            stat = self._stat()
-        except NotFoundError:
-            self._forget()
-            raise
-        restarts = integrity_failures = 0
-        while True:
-            job = self._open(scheduler, stat)
+    @property
+    def destination(self) -> str:
+        return self._options.destination
+
+    # -- the lifecycle -----------------------------------------------------------------
+
+    def begin(self, verify: Verify) -> Job:
+        """Pin the object and open its temp file; the job of every part still missing."""
+        stat = self._stat
+        if stat is None:
             try:
-                checksum = self._fetch(scheduler, job)
-            except ObjectChangedDuringRead as exc:
-                job.discard()
-                restarts += 1
-                if restarts > MAX_RESTARTS:
-                    raise ObjectChangedError(
-                        f"{self._backend.source} changed {restarts} times during the download"
-                    ) from exc
-                logger.warning(
-                    "%s changed during the download; starting over", self._backend.source
-                )
-                stat = self._stat()
-                continue
-            except _Cancelled:
-                job.discard()
-                raise DownloadCancelledError("download cancelled") from None
+                stat = self._stat = self._head()
             except NotFoundError:
-                # The object went away mid-download: nothing is left to resume.
-                job.discard()
+                self._forget()
                 raise
-            except BaseException:
-                job.suspend()
-                raise
-            if stat.checksum is not None and checksum.value != stat.checksum.value:
-                job.discard()
-                integrity_failures += 1
-                message = (
-                    f"{self._backend.source}: computed {checksum.algorithm.value} "
-                    f"{checksum.value} but the server published {stat.checksum.value}"
-                )
-                if integrity_failures > 1:
-                    raise IntegrityError(message)
-                logger.warning("%s; downloading once more from scratch", message)
-                restarts += 1
-                stat = self._stat()
-                continue
-            job.commit(self._options.destination, durable=self._options.fsync)
-            stats = scheduler.stats
-            if stats.splits or stats.abandons:
-                logger.info(
-                    "%d GETs for %d parts: %d ranges split, %d slow connections abandoned",
-                    stats.gets,
-                    job.fetched,
-                    stats.splits,
-                    stats.abandons,
-                )
-            self._reporter.report(force=True)
-            return self._result(job, checksum, restarts)
+        job = self._job = self._open(verify, stat)
+        algorithm = codec.part_algorithm(stat)
+        missing = [part for part in job.parts if part.index not in job.done]
+        self._reporter.report(force=True)
+        # Scratch data (fsync=False) is left to the kernel: no early writeback either.
+        if self._options.fsync:
+            self._writeback = files.Writeback(job.fd, job.temp_path)
+        return Job(self._worker(job, self._writeback), missing, algorithm)
+
+    def record(self, done: PartDone) -> None:
+        assert self._job is not None
+        self._job.record(done)
+
+    def settle(self, error: BaseException | None) -> DownloadResult | None:
+        """The job ended: commit and return the result, or None to begin again.
+
+        Raises what cannot be recovered here, having kept what a later run can resume.
+        """
+        job = self._job
+        assert job is not None
+        self._job = None
+        try:
+            self._close_writeback(check=error is None)
+        except BaseException:
+            job.suspend()
+            raise
+        if isinstance(error, ObjectChangedDuringRead):
+            job.discard()
+            self._restarts += 1
+            if self._restarts > MAX_RESTARTS:
+                raise ObjectChangedError(
+                    f"{self._backend.source} changed {self._restarts} times during the download"
+                ) from error
+            logger.warning("%s changed during the download; starting over", self._backend.source)
+            self._stat = None
+            return None
+        if isinstance(error, NotFoundError):
+            # The object went away mid-download: nothing is left to resume.
+            job.discard()
+            raise error
+        if error is not None:
+            job.suspend()
+            raise error
+        algorithm = codec.part_algorithm(job.stat)
+        value = combine_all(algorithm, ((job.done[p.index], p.size) for p in job.parts))
+        checksum = Checksum(algorithm, value)
+        if job.stat.checksum is not None and checksum.value != job.stat.checksum.value:
+            job.discard()
+            self._integrity_failures += 1
+            message = (
+                f"{self._backend.source}: computed {checksum.algorithm.value} "
+                f"{checksum.value} but the server published {job.stat.checksum.value}"
+            )
+            if self._integrity_failures > 1:
+                raise IntegrityError(message)
+            logger.warning("%s; downloading once more from scratch", message)
+            self._restarts += 1
+            self._stat = None
+            return None
+        when = None
+        if self._stamp_mtime:
+            when = mtime_ns(job.stat.last_modified or self._listed_modified)
+        job.commit(self._options.destination, durable=self._options.fsync, mtime=when)
+        self._reporter.report(force=True)
+        return self._result(job, checksum)
+
+    def abort(self, exc: BaseException) -> None:
+        """Something outside the job stopped it: keep what can resume, unless cancelled."""
+        job, self._job = self._job, None
+        self.stop.set()
+        if job is None:
+            if isinstance(exc, _Cancelled):
+                raise DownloadCancelledError("download cancelled") from None
+            return
+        self._close_writeback(check=False)  # the error in flight says more
+        if isinstance(exc, _Cancelled):
+            job.discard()
+            raise DownloadCancelledError("download cancelled") from None
+        job.suspend()
+
+    def tick(self) -> None:
+        """Report progress and act on the Control; on the orchestrator thread."""
+        self._reporter.report()
+        self._check_control()
+
+    def _close_writeback(self, *, check: bool) -> None:
+        writeback, self._writeback = self._writeback, None
+        if writeback is not None:
+            writeback.close(check=check)
+
+    # -- pinning -----------------------------------------------------------------------
 
     def _forget(self) -> None:
         """The object is gone: a checkpoint of ours for it can never be resumed."""
@@ -241,19 +336,18 @@ class Downloader:
             files.remove_quietly(saved.temp_path)
         files.remove_quietly(path)
 
-    def _stat(self) -> ObjectStat:
+    def _head(self) -> ObjectStat:
         """HEAD the object, retrying transient failures like any ranged GET."""
-        # No worker runs during a HEAD, so nothing is to be stopped: a private event
-        # (never set) serves for the backoff waits.
-        never = threading.Event()
-        attempts = Attempts(self._options.retry, never, f"HEAD {self._backend.source}")
+        # No worker of this object runs during its HEAD; its stop event still cuts a
+        # backoff short when everything is stopping.
+        attempts = Attempts(self._options.retry, self.stop, f"HEAD {self._backend.source}")
         while True:
             try:
                 return self._backend.stat()
             except TransientError as exc:
                 attempts.failed(exc)
 
-    def _result(self, job: _Job, checksum: Checksum, restarts: int) -> DownloadResult:
+    def _result(self, job: _Job, checksum: Checksum) -> DownloadResult:
         is_crc64 = checksum.algorithm is ChecksumAlgorithm.CRC64XZ
         return DownloadResult(
             path=self._options.destination,
@@ -265,16 +359,16 @@ class Downloader:
             parts_total=len(job.parts),
             parts_fetched=job.fetched,
             parts_reused=job.reused,
-            restarts=restarts,
+            restarts=self._restarts,
         )
 
     # -- opening a job: resume from a checkpoint, or start fresh ---------------------
 
-    def _open(self, scheduler: Scheduler, stat: ObjectStat) -> _Job:
-        self._stop.clear()
+    def _open(self, verify: Verify, stat: ObjectStat) -> _Job:
+        self.stop.clear()
         self._reporter.total = stat.size
-        self._progress.reset()
-        job = self._resume(scheduler, stat) if self._options.checkpoint_path else None
+        self.progress.reset()
+        job = self._resume(verify, stat) if self._options.checkpoint_path else None
         return job if job is not None else self._fresh(stat)
 
     def _fresh(self, stat: ObjectStat) -> _Job:
@@ -325,7 +419,7 @@ class Downloader:
             return f"its part size {saved.part_size} differs from the requested {requested}"
         return None
 
-    def _resume(self, scheduler: Scheduler, stat: ObjectStat) -> _Job | None:
+    def _resume(self, verify: Verify, stat: ObjectStat) -> _Job | None:
         path = self._options.checkpoint_path
         assert path is not None
         saved = self._load_checkpoint(path)
@@ -336,7 +430,7 @@ class Downloader:
         reason = self._mismatch(saved, stat) or (None if ours else "its temp path is not ours")
         fd = files.open_temp(saved.temp_path, stat.size) if reason is None else None
         if fd is None and reason is None:
-            adopted = self._adopt(scheduler, saved, stat)
+            adopted = self._adopt(verify, saved, stat)
             if adopted is not None:
                 return adopted
         if fd is None:
@@ -349,7 +443,7 @@ class Downloader:
             return None
         parts = plan_parts(stat.size, saved.part_size)
         job = _Job(stat, parts, fd, saved.temp_path, checkpoint=None)
-        self._verify(scheduler, job, saved.parts)
+        self._verify(verify, job, saved.parts)
         # Rewritten with only the parts that verified, which also compacts the journal.
         job.checkpoint = files.CheckpointFile(path, dataclasses.replace(saved, parts=job.done))
         try:
@@ -360,9 +454,7 @@ class Downloader:
         logger.info("resuming %s: %d of %d parts verified on disk", path, job.reused, len(parts))
         return job
 
-    def _adopt(
-        self, scheduler: Scheduler, saved: codec.Checkpoint, stat: ObjectStat
-    ) -> _Job | None:
+    def _adopt(self, verify: Verify, saved: codec.Checkpoint, stat: ObjectStat) -> _Job | None:
         """The destination itself, when a run died between renaming it and deleting its checkpoint.
 
         That checkpoint records every part and its temp file is gone; if the destination
@@ -378,15 +470,15 @@ class Downloader:
             return None
         checkpoint = files.CheckpointFile(self._options.checkpoint_path, saved)
         job = _Job(stat, parts, fd, destination, checkpoint, in_place=True)
-        self._verify(scheduler, job, saved.parts)
+        self._verify(verify, job, saved.parts)
         if job.reused != len(parts):
             os.close(fd)
-            self._progress.reset()  # what verified is fetched again: count it once
+            self.progress.reset()  # what verified is fetched again: count it once
             return None
         logger.info("%s already holds this version of the object", destination)
         return job
 
-    def _verify(self, scheduler: Scheduler, job: _Job, recorded: Mapping[int, int]) -> None:
+    def _verify(self, verify: Verify, job: _Job, recorded: Mapping[int, int]) -> None:
         """Re-read recorded parts; keep those whose bytes still match their CRC."""
         worker = self._worker(job)
         checks = ((job.parts[index], crc) for index, crc in sorted(recorded.items()))
@@ -397,13 +489,7 @@ class Downloader:
                 verified[result.index] = result.crc
 
         try:
-            scheduler.map(
-                lambda item: worker.verify(*item),
-                checks,
-                keep,
-                stop=self._stop,
-                on_tick=self._tick,
-            )
+            verify(lambda item: worker.verify(*item), checks, keep)
         except _Cancelled:
             job.discard()
             # The job holds no CheckpointFile until its parts are verified: remove it here.
@@ -431,37 +517,10 @@ class Downloader:
             update=updater(algorithm),
             retry=self._options.retry,
             chunk_size=self._options.chunk_size,
-            stop=self._stop,
-            progress=self._progress,
+            stop=self.stop,
+            progress=self.progress,
             writeback=None if writeback is None else writeback.note,
         )
-
-    def _fetch(self, scheduler: Scheduler, job: _Job) -> Checksum:
-        algorithm = codec.part_algorithm(job.stat)
-        missing = [part for part in job.parts if part.index not in job.done]
-        self._reporter.report(force=True)
-        # Scratch data (fsync=False) is left to the kernel: no early writeback either.
-        writeback = files.Writeback(job.fd, job.temp_path) if self._options.fsync else None
-        try:
-            work = Job(self._worker(job, writeback), missing, algorithm)
-            outcome = scheduler.fetch(
-                [work], on_part=lambda _, done: job.record(done), on_tick=self._tick
-            )
-        except BaseException:
-            if writeback is not None:
-                writeback.close(check=False)  # the error in flight says more
-            raise
-        error = outcome[work]
-        if writeback is not None:
-            writeback.close(check=error is None)
-        if error is not None:
-            raise error
-        value = combine_all(algorithm, ((job.done[p.index], p.size) for p in job.parts))
-        return Checksum(algorithm, value)
-
-    def _tick(self) -> None:
-        self._reporter.report()
-        self._check_control()
 
     def _check_control(self) -> None:
         control = self._options.control
@@ -476,6 +535,56 @@ class Downloader:
 
 class _Cancelled(Exception):
     """Internal: the Control asked to cancel; the job is discarded, not suspended."""
+
+
+class Downloader:
+    """Runs one ``download`` call: one :class:`ObjectDownload` alone in its scheduler."""
+
+    def __init__(self, backend: Backend, options: Options) -> None:
+        self._options = options
+        self._object = ObjectDownload(backend, options)
+
+    def run(self) -> DownloadResult:
+        options = self._options
+        with (
+            files.DestinationLock(options.destination),
+            Scheduler(options.task_num, options.chunk_size) as scheduler,
+        ):
+            return self._run(scheduler)
+
+    def _run(self, scheduler: Scheduler) -> DownloadResult:
+        target = self._object
+
+        def verify(
+            check: Callable[[tuple[Part, int]], PartDone | None],
+            items: Iterable[tuple[Part, int]],
+            consume: Callable[[PartDone | None], None],
+        ) -> None:
+            # Nothing is being fetched yet: the whole pool verifies.
+            scheduler.map(check, items, consume, stop=target.stop, on_tick=target.tick)
+
+        while True:
+            job = target.begin(verify)
+            try:
+                outcome = scheduler.fetch(
+                    [job], on_part=lambda _, done: target.record(done), on_tick=target.tick
+                )
+            except BaseException as exc:
+                target.abort(exc)
+                raise
+            result = target.settle(outcome[job])
+            if result is None:
+                continue
+            stats = scheduler.stats
+            if stats.splits or stats.abandons:
+                logger.info(
+                    "%d GETs for %d parts: %d ranges split, %d slow connections abandoned",
+                    stats.gets,
+                    result.parts_fetched,
+                    stats.splits,
+                    stats.abandons,
+                )
+            return result
 
 
 def download(

@@ -1,42 +1,49 @@
 """Running planned objects: THE SEAM between the batch layer and the transfers.
 
 :func:`execute` takes the stream of :class:`PlannedObject` values that planning
-(:mod:`partdl.batch`) makes and yields one :class:`ObjectOutcome` per object. The
-interim implementation here keeps the issue's bounds with what the engine offers
-today: a pool of ``task_num`` threads for objects of one part (one GET, no HEAD:
-:class:`SmallFetcher`), and the engine, one object at a time with ``task_num`` parts,
-for larger ones, run only while no small GET is in flight. The shared scheduler
-replaces :func:`execute`; everything else stays.
+(:mod:`partdl.batch`) makes and reports one :class:`ObjectOutcome` per object as it
+ends. Every object goes through ONE :class:`partdl.scheduler.Scheduler`: ``task_num``
+serving loops on one pool, whatever the objects. An object of one part is a
+:class:`~partdl.scheduler.Task` those loops run (one GET, no HEAD:
+:class:`SmallFetcher`); a larger one is an :class:`~partdl.engine.ObjectDownload`
+whose parts are a job on the same board, so small and large objects overlap and an
+idle loop splits the straggler of whichever object it is. The steps of a large
+object that send no GET of data (its HEAD, the verification of its checkpoint, the
+checksum compare and the commit) run on a couple of side threads, never on the pool.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import logging
 import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from . import checkpoint as codec
 from . import files
-from .backend import Backend, RangeBody
+from .backend import RangeBody
 from .crc import ChecksumAlgorithm, updater
-from .engine import download
+from .engine import ObjectDownload, verify_here
 from .errors import IntegrityError, ObjectChangedDuringRead, PartdlError, TransientError
 from .listing import ListedObject, WholeObjectBackend, mtime_ns
 from .model import Checksum, DownloadResult, ObjectStat
+from .options import make_options
+from .scheduler import Job, Scheduler, Task, Work
 from .transfer import TransferOptions
-from .worker import Attempts, Stopped, pwrite_all
+from .worker import Attempts, PartDone, Progress, Stopped, pwrite_all
 
 logger = logging.getLogger("partdl")
 
-# How often the orchestrator wakes to report progress while it waits.
-_TICK = 0.1
+# Threads for the steps of large objects that send no GET of data (HEAD, verifying a
+# checkpoint, committing): as many large objects are prepared ahead of the loops.
+SIDE_THREADS = 2
 
 
 class Status(enum.Enum):
@@ -83,27 +90,25 @@ class Meter:
     def __init__(self, report: Callable[[], None]) -> None:
         self._lock = threading.Lock()
         self._bytes = 0
-        self._engine = 0
+        self._large: set[Progress] = set()
         self._report = report
 
     def add(self, count: int) -> None:
         with self._lock:
             self._bytes += count
 
-    def engine_progress(self, consumed: int, total: int) -> None:
-        """The engine's ``progress_callback`` for the large object it is running."""
-        self._engine = consumed
-        self._report()
+    def track(self, progress: Progress) -> None:
+        """Count a large object's own progress while it runs (calling thread)."""
+        self._large.add(progress)
 
-    def engine_done(self, keep: bool) -> None:
-        with self._lock:
-            if keep:
-                self._bytes += self._engine
-            self._engine = 0
+    def untrack(self, progress: Progress, *, keep: bool) -> None:
+        self._large.discard(progress)
+        if keep:
+            self.add(progress.value)
 
     @property
     def value(self) -> int:
-        return self._bytes + self._engine
+        return self._bytes + sum(progress.value for progress in self._large)
 
     def tick(self) -> None:
         self._report()
@@ -113,84 +118,244 @@ class Meter:
 
 
 def execute(
-    plans: Iterable[PlannedObject], options: TransferOptions, meter: Meter
-) -> Iterator[ObjectOutcome]:
-    """Fetch every planned object; yield one outcome per object, on the calling thread.
+    plans: Iterable[PlannedObject],
+    options: TransferOptions,
+    meter: Meter,
+    on_outcome: Callable[[ObjectOutcome], None],
+) -> None:
+    """Fetch every planned object; call ``on_outcome`` once per object, on the calling thread.
 
-    This is the one place the batch layer runs transfers, so the shared scheduler can
-    take its place. Its contract: ``plans`` is pulled on the calling thread (pulling
-    may block on a listing page and may call the batch's callbacks); at no moment more
-    than ``options.task_num`` GETs are in flight; an object that ``fits_one_part``
-    and has a listing costs one GET and no HEAD (:class:`SmallFetcher`), verified and
-    renamed into place; larger ones go through the engine with the checkpoint
+    This is the one place the batch layer runs transfers. Its contract: ``plans`` is
+    pulled on the calling thread, as the loops run short of work (pulling may block
+    on a listing page and may call the batch's callbacks); at no moment more than
+    ``options.task_num`` GETs are in flight; an object that ``fits_one_part`` and has
+    a listing costs one GET and no HEAD (:class:`SmallFetcher`), verified and renamed
+    into place; larger ones go through the engine with the checkpoint
     ``plan.checkpoint_file``; workers add bytes to ``meter`` and ``meter.tick()`` is
-    called at least every 0.1 s; an outcome is yielded only once its file is in place
-    (or the object failed). Closing the generator stops every worker first.
+    called at least every 0.1 s; an outcome is reported only once its file is in place
+    (or the object failed). An exception (from ``on_outcome``, from pulling, Ctrl-C)
+    stops every worker and leaves each large object resumable before it propagates.
     """
-    yield from _InterimScheduler(options, meter).run(plans)
+    with (
+        Scheduler(options.task_num, options.chunk_size) as scheduler,
+        ThreadPoolExecutor(SIDE_THREADS, thread_name_prefix="partdl-side") as side,
+    ):
+        run = _Run(plans, options, meter, on_outcome, scheduler, side)
+        try:
+            scheduler.run(run, on_tick=meter.tick)
+        except BaseException as exc:
+            run.stop(side, exc)
+            raise
 
 
-class _InterimScheduler:
-    """Small objects on a pool of ``task_num``; a large one only while the pool is idle."""
+@dataclass(eq=False)
+class _Large:
+    """A large object in the run: its lifecycle, its lock, and its job on the board."""
 
-    def __init__(self, options: TransferOptions, meter: Meter) -> None:
+    plan: PlannedObject
+    download: ObjectDownload
+    lock: files.DestinationLock | None = None
+    job: Job | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _SideDone:
+    """What a side step of a large object came to: a job for the board, a result, an error."""
+
+    large: _Large
+    value: Job | DownloadResult | BaseException
+
+
+class _Run:
+    """One execution's feed of the shared scheduler (see :class:`partdl.scheduler.Feed`).
+
+    Small objects become tasks as the board runs short; a large one is handed to a
+    side thread to be pinned and opened, and its job joins the board when ready,
+    meanwhile the small objects behind it keep the loops busy. Everything here runs
+    on the calling thread; side threads report back through ``call_soon``.
+    """
+
+    def __init__(
+        self,
+        plans: Iterable[PlannedObject],
+        options: TransferOptions,
+        meter: Meter,
+        on_outcome: Callable[[ObjectOutcome], None],
+        scheduler: Scheduler,
+        side: ThreadPoolExecutor,
+    ) -> None:
+        self._plans: Iterator[PlannedObject] | None = iter(plans)
         self._options = options
         self._meter = meter
-        self._stop = threading.Event()
-        self._small = SmallFetcher(options, self._stop, meter)
-        self._pending: set[Future[ObjectOutcome | PlannedObject]] = set()
-        self._deferred: deque[PlannedObject] = deque()
+        self._on_outcome = on_outcome
+        self._scheduler = scheduler
+        self._side = side
+        self._small_stop = threading.Event()
+        self._small = SmallFetcher(options, self._small_stop, meter)
+        self._tasks: dict[Task, PlannedObject] = {}
+        self._waiting: deque[PlannedObject] = deque()
+        """Large objects not started yet: handed back by a small GET, or held for a side thread."""
+        self._ready: deque[Job] = deque()
+        self._on_board: dict[Job, _Large] = {}
+        self._live: set[_Large] = set()
+        self._side_busy = 0
 
-    def run(self, plans: Iterable[PlannedObject]) -> Iterator[ObjectOutcome]:
-        window = 2 * self._options.task_num
-        with ThreadPoolExecutor(self._options.task_num, thread_name_prefix="partdl") as pool:
-            try:
-                for plan in plans:
-                    if plan.listed is None or self._options.fits_one_part(plan.listed.size):
-                        while len(self._pending) >= window:
-                            yield from self._collect(_TICK)
-                        self._pending.add(pool.submit(self._small.fetch, plan))
-                    else:
-                        # Parts of a started object go first: it runs alone, with
-                        # every connection, once the small GETs in flight are done.
-                        yield from self._drain()
-                        yield run_large(plan, self._options, self._meter)
-                    yield from self._collect(0)
-                yield from self._drain()
-            finally:
-                if self._pending:
-                    self._stop.set()
-                    for future in self._pending:
-                        future.cancel()
-                    wait(self._pending)
+    # -- the feed ------------------------------------------------------------------------
 
-    def _collect(self, timeout: float) -> Iterator[ObjectOutcome]:
-        done, self._pending = wait(self._pending, timeout=timeout, return_when=FIRST_COMPLETED)
-        for future in done:
-            outcome = future.result()
-            if isinstance(outcome, PlannedObject):
-                self._deferred.append(outcome)
+    def next(self) -> Work | None:
+        if self._ready:
+            return self._ready.popleft()
+        while True:
+            handed_back = bool(self._waiting)
+            plan = self._waiting.popleft() if handed_back else self._pull()
+            if plan is None:
+                return None
+            if not handed_back and self._is_small(plan):
+                task = Task(functools.partial(self._small.fetch, plan), self._small_stop)
+                self._tasks[task] = plan
+                return task
+            if self._side_busy >= SIDE_THREADS:
+                self._waiting.appendleft(plan)
+                return None
+            self._start_large(plan)
+
+    def finished(self) -> bool:
+        return (
+            self._plans is None
+            and not self._waiting
+            and not self._tasks
+            and not self._live
+            and not self._ready
+        )
+
+    def on_part(self, job: Job, done: PartDone) -> None:
+        self._on_board[job].download.record(done)
+
+    def on_settled(self, work: Work, error: BaseException | None, result: object) -> None:
+        if isinstance(work, Task):
+            del self._tasks[work]
+            if error is not None:
+                raise error  # not a PartdlError: SmallFetcher reports those
+            if isinstance(result, PlannedObject):
+                self._waiting.append(result)  # changed since the listing, or larger
             else:
-                yield outcome
-        self._meter.tick()
+                assert isinstance(result, ObjectOutcome)
+                self._on_outcome(result)
+            return
+        large = self._on_board.pop(work)
+        large.job = None
+        self._on_side(large, lambda: self._settle(large, error))
 
-    def _drain(self) -> Iterator[ObjectOutcome]:
-        while self._pending or self._deferred:
-            while self._pending:
-                yield from self._collect(_TICK)
-            while self._deferred:
-                yield run_large(self._deferred.popleft(), self._options, self._meter)
+    # -- planning ----------------------------------------------------------------------
+
+    def _pull(self) -> PlannedObject | None:
+        if self._plans is None:
+            return None
+        plan = next(self._plans, None)
+        if plan is None:
+            self._plans = None
+        return plan
+
+    def _is_small(self, plan: PlannedObject) -> bool:
+        # Without a listing the GET itself tells the size: a larger object is handed back.
+        return plan.listed is None or self._options.fits_one_part(plan.listed.size)
+
+    # -- large objects -------------------------------------------------------------------
+
+    def _start_large(self, plan: PlannedObject) -> None:
+        options = self._options
+        try:
+            target = make_options(
+                plan.destination,
+                part_size=options.part_size,
+                task_num=options.task_num,
+                checkpoint=options.checkpoint,
+                checkpoint_file=plan.checkpoint_file if options.checkpoint else None,
+                progress_callback=None,
+                retry=options.retry,
+                control=None,
+                chunk_size=options.chunk_size,
+            )
+        except PartdlError as exc:
+            self._on_outcome(_failed(plan, exc))
+            return
+        listed = plan.listed.last_modified if plan.listed else None
+        download = ObjectDownload(plan.backend, target, last_modified=listed, stamp_mtime=True)
+        large = _Large(plan, download)
+        self._live.add(large)
+        self._meter.track(download.progress)
+        self._on_side(large, lambda: self._begin(large))
+
+    def _begin(self, large: _Large) -> Job:
+        """On a side thread: lock the destination, pin the object, open its temp file."""
+        if large.lock is None:
+            lock = files.DestinationLock(large.download.destination)
+            lock.__enter__()
+            large.lock = lock
+        return large.download.begin(verify_here)
+
+    def _settle(self, large: _Large, error: BaseException | None) -> Job | DownloadResult:
+        """On a side thread: the checksum compare and the commit, or pin it again."""
+        result = large.download.settle(error)
+        return result if result is not None else large.download.begin(verify_here)
+
+    def _on_side(self, large: _Large, step: Callable[[], Job | DownloadResult]) -> None:
+        self._side_busy += 1
+
+        def run() -> None:
+            try:
+                value: Job | DownloadResult | BaseException = step()
+            except BaseException as exc:
+                value = exc
+            self._scheduler.call_soon(lambda: self._side_done(_SideDone(large, value)))
+
+        self._side.submit(run)
+
+    def _side_done(self, done: _SideDone) -> None:
+        self._side_busy -= 1
+        large, value = done.large, done.value
+        if isinstance(value, Job):
+            large.job = value
+            self._on_board[value] = large
+            self._ready.append(value)
+            return
+        self._live.discard(large)
+        self._release(large)
+        if isinstance(value, DownloadResult):
+            self._meter.untrack(large.download.progress, keep=True)
+            self._on_outcome(_done(large.plan, value))
+        elif isinstance(value, PartdlError):
+            self._meter.untrack(large.download.progress, keep=False)
+            self._on_outcome(_failed(large.plan, value))
+        else:
+            raise value
+
+    @staticmethod
+    def _release(large: _Large) -> None:
+        lock, large.lock = large.lock, None
+        if lock is not None:
+            lock.__exit__(None, None, None)
+
+    # -- stopping ----------------------------------------------------------------------
+
+    def stop(self, side: ThreadPoolExecutor, exc: BaseException) -> None:
+        """Everything stops: wait for the side threads, keep each large object resumable."""
+        self._small_stop.set()
+        for large in self._live:
+            large.download.stop.set()
+        side.shutdown(wait=True, cancel_futures=True)
+        for large in self._live:
+            # Also a job whose news was lost as the run ended: abort knows its own.
+            with contextlib.suppress(PartdlError):
+                large.download.abort(exc)
+            self._release(large)
 
 
 # -- one small object: one GET ----------------------------------------------------------
 
 
-class _Buffers(threading.local):
-    buffer: bytearray | None = None
-
-
 class SmallFetcher:
-    """Fetches an object of one part with one GET, on a pool thread.
+    """Fetches an object of one part with one GET, on a serving loop, into its buffer.
 
     The listing pinned the object: the GET carries ``If-Match`` on its ETag, and the
     answer's own headers give the size and the checksum. The body goes to a temp file
@@ -204,17 +369,16 @@ class SmallFetcher:
         self._options = options
         self._stop = stop
         self._meter = meter
-        self._buffers = _Buffers()
 
-    def fetch(self, plan: PlannedObject) -> ObjectOutcome | PlannedObject:
+    def fetch(self, plan: PlannedObject, view: memoryview) -> ObjectOutcome | PlannedObject:
         try:
-            return self._fetch(plan)
+            return self._fetch(plan, view)
         except ObjectChangedDuringRead:
             return plan
         except PartdlError as exc:
             return _failed(plan, exc)
 
-    def _fetch(self, plan: PlannedObject) -> ObjectOutcome | PlannedObject:
+    def _fetch(self, plan: PlannedObject, view: memoryview) -> ObjectOutcome | PlannedObject:
         etag = plan.listed.etag if plan.listed else None
         attempts = Attempts(self._options.retry, self._stop, f"GET {plan.backend.source}")
         integrity_failures = 0
@@ -228,7 +392,7 @@ class SmallFetcher:
                 body.close()
                 return plan
             try:
-                checksum = self._write(plan, stat, body)
+                checksum = self._write(plan, stat, body, view)
             except TransientError as exc:
                 attempts.failed(exc)
                 continue
@@ -253,12 +417,9 @@ class SmallFetcher:
             )
             return _done(plan, result)
 
-    def _view(self) -> memoryview:
-        if self._buffers.buffer is None:
-            self._buffers.buffer = bytearray(self._options.chunk_size)
-        return memoryview(self._buffers.buffer)
-
-    def _write(self, plan: PlannedObject, stat: ObjectStat, body: RangeBody) -> Checksum | None:
+    def _write(
+        self, plan: PlannedObject, stat: ObjectStat, body: RangeBody, view: memoryview
+    ) -> Checksum | None:
         """Stream ``body`` into a new temp file and rename it into place if it checks out.
 
         Returns the checksum, or None (and nothing written) when it does not match.
@@ -274,7 +435,6 @@ class SmallFetcher:
             body.close()
             raise
         try:
-            view = self._view()
             try:
                 while written < stat.size:
                     if self._stop.is_set():
@@ -351,55 +511,3 @@ def _done(plan: PlannedObject, result: DownloadResult) -> ObjectOutcome:
         source=plan.backend.source,
         relative=plan.relative,
     )
-
-
-# -- one large object: the engine --------------------------------------------------------
-
-
-def run_large(plan: PlannedObject, options: TransferOptions, meter: Meter) -> ObjectOutcome:
-    """Download one object with the engine: HEAD, parts on ``task_num``, checkpoint."""
-    recorder = _Recorder(plan.backend)
-    try:
-        result = download(
-            recorder,
-            plan.destination,
-            part_size=options.part_size,
-            task_num=options.task_num,
-            checkpoint=options.checkpoint,
-            checkpoint_file=plan.checkpoint_file if options.checkpoint else None,
-            progress_callback=meter.engine_progress,
-            retry=options.retry,
-            chunk_size=options.chunk_size,
-        )
-    except PartdlError as exc:
-        meter.engine_done(keep=False)
-        return _failed(plan, exc)
-    except BaseException:
-        meter.engine_done(keep=False)
-        raise
-    meter.engine_done(keep=True)
-    last_modified = recorder.seen.last_modified if recorder.seen else None
-    when = mtime_ns(last_modified or _listed_modified(plan))
-    if when is not None:
-        with contextlib.suppress(OSError):
-            os.utime(plan.destination, ns=(time.time_ns(), when), follow_symlinks=False)
-    return _done(plan, result)
-
-
-class _Recorder:
-    """The backend, keeping the engine's last HEAD (for the file's mtime)."""
-
-    def __init__(self, backend: Backend) -> None:
-        self._backend = backend
-        self.seen: ObjectStat | None = None
-
-    @property
-    def source(self) -> str:
-        return self._backend.source
-
-    def stat(self) -> ObjectStat:
-        self.seen = self._backend.stat()
-        return self.seen
-
-    def read(self, start: int, end: int, stat: ObjectStat) -> RangeBody:
-        return self._backend.read(start, end, stat)

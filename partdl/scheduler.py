@@ -1,9 +1,13 @@
-"""The fetch loop: one pool of ``task_num`` connections running the parts of one or more jobs.
+"""The fetch loop: one pool of ``task_num`` connections running the work of many objects.
 
-A :class:`Job` is one temp file to fill (its :class:`PartWorker`) and the parts it
-still lacks. :meth:`Scheduler.fetch` runs exactly ``task_num`` serving loops on the
-pool, each doing one GET at a time, so at no moment are more GETs in flight, however
-many jobs are fed; parts of jobs already started go first. The loops share one
+Two kinds of work go on the board. A :class:`Job` is one temp file to fill (its
+:class:`PartWorker`) and the parts it still lacks; a :class:`Task` is one unit a loop
+runs whole with its own chunk buffer (a small object's single GET). :meth:`Scheduler.run`
+runs exactly ``task_num`` serving loops on the pool, each doing one GET at a time, so
+at no moment are more GETs in flight, however many jobs and tasks are fed; work is
+taken in the order it was fed, so parts of jobs already started go first. A
+:class:`Feed` supplies the work lazily and hears back on the orchestrator thread;
+:meth:`Scheduler.fetch` is the same for a fixed list of jobs. The loops share one
 :class:`_Board` (one lock, one owner of every piece of thread-shared state):
 
 - **Splitting.** A loop with nothing left to start takes over the back of the
@@ -25,8 +29,9 @@ many jobs are fed; parts of jobs already started go first. The loops share one
   killed mid-split resumes with that part simply missing.
 
 Memory stays ``task_num x chunk_size``: one buffer per loop, whatever the jobs.
-The orchestrator thread alone calls into the scheduler; it receives parts through
-``on_part`` and runs ``on_tick`` (progress, pause/cancel) about every ``TICK``.
+The orchestrator thread alone calls into the scheduler (other threads may only
+:meth:`Scheduler.call_soon`); it receives parts through the feed's ``on_part`` and
+runs ``on_tick`` (progress, pause/cancel) about every ``TICK``.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from .crc import ChecksumAlgorithm, combine_all
 from .plan import KiB, MiB, Part
@@ -86,6 +91,45 @@ class Job:
         return self.worker.stop
 
 
+@dataclass(frozen=True, eq=False)
+class Task:
+    """One unit of work a serving loop runs whole: a small object's one GET.
+
+    ``run`` is handed the loop's chunk buffer and returns the task's result, which the
+    feed's ``on_settled`` receives; it must return promptly once ``stop`` is set. A
+    task is never split nor abandoned, and its failure is its own.
+    """
+
+    run: Callable[[memoryview], object]
+    stop: threading.Event
+
+
+Work = Job | Task
+
+
+class Feed(Protocol):
+    """Where :meth:`Scheduler.run` takes its work from and reports back to.
+
+    Every method is called on the orchestrator thread.
+    """
+
+    def next(self) -> Work | None:
+        """The next job or task, or None when there is nothing to add just now."""
+        ...
+
+    def finished(self) -> bool:
+        """True once nothing more will come and everything fed has settled."""
+        ...
+
+    def on_part(self, job: Job, done: PartDone) -> None:
+        """A part of ``job`` has all its bytes."""
+        ...
+
+    def on_settled(self, work: Work, error: BaseException | None, result: object) -> None:
+        """``work`` is over: every part of a job is in (``error`` None) or it failed."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Stats:
     """What the last :meth:`Scheduler.fetch` did beyond one GET per part."""
@@ -106,6 +150,12 @@ class _JobState:
     inflight: int = 0
     error: BaseException | None = None
     settled: bool = False
+
+
+@dataclass(eq=False, slots=True)
+class _TaskState:
+    task: Task
+    taken: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -155,16 +205,24 @@ class _PartFinished:
 
 @dataclass(frozen=True, slots=True)
 class _Settled:
-    job: Job
+    work: Work
     error: BaseException | None
+    result: object = None
 
 
 @dataclass(frozen=True, slots=True)
 class _Hungry:
-    """No job has a part left to start: the orchestrator may feed another."""
+    """The board is running out of work: the orchestrator may feed more."""
 
 
-_Event = _PartFinished | _Settled | _Hungry
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """A function another thread wants run on the orchestrator thread."""
+
+    fn: Callable[[], None]
+
+
+_Event = _PartFinished | _Settled | _Hungry | _Call
 
 
 class _Board:
@@ -174,7 +232,7 @@ class _Board:
         self._lock = threading.Condition()
         self._task_num = task_num
         self._events = events
-        self._jobs: list[_JobState] = []
+        self._jobs: list[_JobState | _TaskState] = []
         self._running: set[_Piece] = set()
         self._history: deque[float] = deque(maxlen=_RATE_HISTORY)
         self._closed = False
@@ -183,28 +241,45 @@ class _Board:
 
     # -- the orchestrator's side -----------------------------------------------------
 
-    def add(self, job: Job) -> None:
+    def add(self, work: Work) -> None:
         with self._lock:
-            state = _JobState(job, deque(job.parts), parts_left=len(job.parts))
-            self._jobs.append(state)
             self._hungry_told = False
-            self._settle(state)
+            if isinstance(work, Task):
+                self._jobs.append(_TaskState(work))
+            else:
+                state = _JobState(work, deque(work.parts), parts_left=len(work.parts))
+                self._jobs.append(state)
+                self._settle(state)
             self._lock.notify_all()
 
-    def forget(self, job: Job) -> None:
+    def forget(self, work: Work) -> None:
         with self._lock:
-            self._jobs = [state for state in self._jobs if state.job is not job]
+            self._jobs = [state for state in self._jobs if _work_of(state) is not work]
 
     def hungry(self) -> bool:
         with self._lock:
-            return not any(state.pending and state.error is None for state in self._jobs)
+            return self._is_hungry()
+
+    def _is_hungry(self) -> bool:
+        """No job has a part left to start, and fewer than ``task_num`` tasks wait.
+
+        Tasks are kept a few ahead so that a loop finishing one finds the next at once;
+        a job's parts are all fed with it.
+        """
+        waiting = 0
+        for state in self._jobs:
+            if isinstance(state, _TaskState):
+                waiting += not state.taken
+            elif state.pending and state.error is None:
+                return False
+        return waiting < self._task_num
 
     def close(self) -> None:
-        """Stop every job and let every loop return once its worker has let go."""
+        """Stop every job and task and let every loop return once its worker has let go."""
         with self._lock:
             self._closed = True
             for state in self._jobs:
-                state.job.stop.set()
+                _work_of(state).stop.set()
             self._lock.notify_all()
 
     def check_slow(self, now: float) -> None:
@@ -242,11 +317,17 @@ class _Board:
 
     # -- the serving loops' side -----------------------------------------------------
 
-    def take(self) -> _Piece | None:
+    def take(self) -> _Piece | _TaskState | None:
         """The next piece of work, waiting for one; None once the board is closed."""
         with self._lock:
             while not self._closed:
-                piece = self._next_part() or self._split(time.monotonic())
+                work = self._next_work()
+                if not self._hungry_told and self._is_hungry():
+                    self._hungry_told = True
+                    self._events.put(_Hungry())
+                if isinstance(work, _TaskState):
+                    return work
+                piece = work or self._split(time.monotonic())
                 if piece is not None:
                     self._running.add(piece)
                     piece.state.inflight += 1
@@ -254,16 +335,21 @@ class _Board:
                 self._lock.wait()
             return None
 
-    def _next_part(self) -> _Piece | None:
+    def _next_work(self) -> _Piece | _TaskState | None:
         for state in self._jobs:
-            if state.pending and state.error is None:
+            if isinstance(state, _TaskState):
+                if not state.taken:
+                    state.taken = True
+                    return state
+            elif state.pending and state.error is None:
                 part = state.pending.popleft()
                 assembly = _Assembly(part)
                 return self._new_piece(state, assembly, part.start, part.end)
-        if not self._hungry_told:
-            self._hungry_told = True
-            self._events.put(_Hungry())
         return None
+
+    def task_done(self, state: _TaskState, result: object, error: BaseException | None) -> None:
+        with self._lock:
+            self._events.put(_Settled(state.task, error, result))
 
     def _new_piece(self, state: _JobState, assembly: _Assembly, start: int, end: int) -> _Piece:
         piece = _Piece(state, assembly, start, end, claimed_to=start)
@@ -430,13 +516,15 @@ class _SpanView:
 class Scheduler:
     """The thread pool of one download (or of many), and the loops that run on it.
 
-    Use as a context manager; only the thread that made it may call it.
+    Use as a context manager; only the thread that made it may call it, but for
+    :meth:`call_soon`.
     """
 
     def __init__(self, task_num: int, chunk_size: int) -> None:
         self._task_num = task_num
         self._chunk_size = chunk_size
         self._pool = ThreadPoolExecutor(task_num, thread_name_prefix="partdl")
+        self._events: queue.SimpleQueue[_Event] | None = None
         self.stats = Stats()
 
     def __enter__(self) -> Scheduler:
@@ -449,6 +537,53 @@ class Scheduler:
         traceback: TracebackType | None,
     ) -> None:
         self._pool.shutdown(wait=True)
+
+    def call_soon(self, fn: Callable[[], None]) -> bool:
+        """From any thread: run ``fn`` on the orchestrator thread, waking it now.
+
+        Returns False (and ``fn`` never runs) when no :meth:`run` is in progress.
+        """
+        events = self._events
+        if events is None:
+            return False
+        events.put(_Call(fn))
+        return True
+
+    def run(self, feed: Feed, *, on_tick: Callable[[], None]) -> None:
+        """Run the feed's work until it is finished.
+
+        Work is taken from ``feed`` whenever the board runs short. A job's or a task's
+        failure is reported to the feed and stops it alone. An exception from the
+        feed or from ``on_tick`` stops everything and propagates, once no worker is
+        left writing.
+        """
+        events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
+        task_num = self._task_num
+        board = _Board(task_num, events)
+        loops: list[Future[None]] = []
+        self._events = events
+        try:
+            while True:
+                while board.hungry():
+                    work = feed.next()
+                    if work is None:
+                        break
+                    board.add(work)
+                    if not loops:
+                        loops = [self._pool.submit(self._serve, board) for _ in range(task_num)]
+                if feed.finished():
+                    return
+                self._drain(board, events, feed)
+                board.check_slow(time.monotonic())
+                on_tick()
+                for loop in loops:
+                    if loop.done():
+                        loop.result()  # a loop only ends early on a bug: surface it
+        finally:
+            self._events = None
+            board.close()
+            wait(loops)
+            self.stats = Stats(board.gets, board.splits, board.abandons)
 
     def fetch(
         self,
@@ -464,44 +599,12 @@ class Scheduler:
         ``on_part``, ``on_tick`` or ``jobs`` stops everything and propagates, once no
         worker is left writing.
         """
-        events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
-        task_num = self._task_num
-        board = _Board(task_num, events)
-        feed: Iterator[Job] | None = iter(jobs)
-        outcome: dict[Job, BaseException | None] = {}
-        added = 0
-        loops: list[Future[None]] = []
-        try:
-            while True:
-                while feed is not None and board.hungry():
-                    job = next(feed, None)
-                    if job is None:
-                        feed = None
-                        break
-                    board.add(job)
-                    added += 1
-                    if not loops:
-                        loops = [self._pool.submit(self._serve, board) for _ in range(task_num)]
-                if feed is None and len(outcome) == added:
-                    return outcome
-                self._drain(board, events, outcome, on_part)
-                board.check_slow(time.monotonic())
-                on_tick()
-                for loop in loops:
-                    if loop.done():
-                        loop.result()  # a loop only ends early on a bug: surface it
-        finally:
-            board.close()
-            wait(loops)
-            self.stats = Stats(board.gets, board.splits, board.abandons)
+        feed = _JobList(jobs, on_part)
+        self.run(feed, on_tick=on_tick)
+        return feed.outcome
 
     @staticmethod
-    def _drain(
-        board: _Board,
-        events: queue.SimpleQueue[_Event],
-        outcome: dict[Job, BaseException | None],
-        on_part: Callable[[Job, PartDone], None],
-    ) -> None:
+    def _drain(board: _Board, events: queue.SimpleQueue[_Event], feed: Feed) -> None:
         """Handle the events that arrive within one tick."""
         try:
             event: _Event | None = events.get(timeout=TICK)
@@ -509,10 +612,12 @@ class Scheduler:
             return
         while event is not None:
             if isinstance(event, _PartFinished):
-                on_part(event.job, event.done)
+                feed.on_part(event.job, event.done)
             elif isinstance(event, _Settled):
-                outcome[event.job] = event.error
-                board.forget(event.job)
+                board.forget(event.work)
+                feed.on_settled(event.work, event.error, event.result)
+            elif isinstance(event, _Call):
+                event.fn()
             try:
                 event = events.get_nowait()
             except queue.Empty:
@@ -520,14 +625,22 @@ class Scheduler:
 
     def _serve(self, board: _Board) -> None:
         view = chunk_buffer(self._chunk_size)
-        while (piece := board.take()) is not None:
-            worker = piece.state.job.worker
+        while (work := board.take()) is not None:
+            if isinstance(work, _TaskState):
+                try:
+                    result = work.task.run(view)
+                except Exception as exc:
+                    board.task_done(work, None, exc)
+                else:
+                    board.task_done(work, result, None)
+                continue
+            worker = work.state.job.worker
             try:
-                crc = worker.fetch(_SpanView(board, piece), view)
+                crc = worker.fetch(_SpanView(board, work), view)
             except Exception as exc:
-                board.fail(piece, exc)
+                board.fail(work, exc)
             else:
-                board.finish(piece, crc)
+                board.finish(work, crc)
 
     def map(
         self,
@@ -540,11 +653,14 @@ class Scheduler:
     ) -> None:
         """Run ``fn`` over ``items`` on the pool and hand each result to ``consume``.
 
-        For work that opens no connection (verifying parts on disk). A bounded window
-        of futures (twice the pool) keeps memory flat at 100,000 parts. On any error,
-        including one from ``consume`` or ``on_tick``, ``stop`` is set and every running
-        task is waited for before it propagates.
+        For work that opens no connection (verifying parts on disk), and only between
+        runs: while :meth:`run` is in progress the loops hold every thread of the pool.
+        A bounded window of futures (twice the pool) keeps memory flat at 100,000
+        parts. On any error, including one from ``consume`` or ``on_tick``, ``stop`` is
+        set and every running task is waited for before it propagates.
         """
+        if self._events is not None:
+            raise RuntimeError("Scheduler.map cannot run while the loops hold the pool")
         todo = iter(items)
         window = 2 * self._task_num
         pending: set[Future[R]] = {
@@ -564,3 +680,37 @@ class Scheduler:
                 for future in pending:
                     future.cancel()
                 wait(pending)
+
+
+def _work_of(state: _JobState | _TaskState) -> Work:
+    return state.task if isinstance(state, _TaskState) else state.job
+
+
+class _JobList:
+    """The feed of :meth:`Scheduler.fetch`: a lazy list of jobs and their outcome."""
+
+    def __init__(self, jobs: Iterable[Job], on_part: Callable[[Job, PartDone], None]) -> None:
+        self._jobs: Iterator[Job] | None = iter(jobs)
+        self._on_part = on_part
+        self._added = 0
+        self.outcome: dict[Job, BaseException | None] = {}
+
+    def next(self) -> Work | None:
+        if self._jobs is None:
+            return None
+        job = next(self._jobs, None)
+        if job is None:
+            self._jobs = None
+            return None
+        self._added += 1
+        return job
+
+    def finished(self) -> bool:
+        return self._jobs is None and len(self.outcome) == self._added
+
+    def on_part(self, job: Job, done: PartDone) -> None:
+        self._on_part(job, done)
+
+    def on_settled(self, work: Work, error: BaseException | None, result: object) -> None:
+        assert isinstance(work, Job)
+        self.outcome[work] = error
