@@ -134,6 +134,37 @@ def test_without_fsync_nothing_of_the_data_file_is_synced(
     assert leftovers(tmp_path, "out") == []
 
 
+@pytest.mark.parametrize("fsync", [True, False])
+def test_a_tree_honours_fsync_for_small_files_and_folders_too(
+    store: LocalStore,
+    bucket_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fsync: bool,
+) -> None:
+    objects = {"t/a/big.bin": os.urandom(4 * PART + 1), "t/b/small.bin": b"small", "t/c": b"c"}
+    for key, data in objects.items():
+        store.put(bucket_name, key, data)
+    root = tmp_path / "tree"
+    log = SyncLog(monkeypatch, tmp_path)
+
+    partdl.download_prefix(
+        store.oss_bucket(bucket_name), "t/", root, part_size=PART, task_num=3, fsync=fsync
+    )
+
+    for key, data in objects.items():
+        assert (root / key[2:]).read_bytes() == data
+    synced = [what for call, what in log.events if call in ("fsync", "fdatasync")]
+    if not fsync:
+        # Only the large object's checkpoint header, staged once before its first byte.
+        assert [what.endswith(".new") for what in synced] == [True]
+        return
+    for folder in (root / "a", root / "b", root):
+        assert str(folder) in synced
+    temps = {Path(what).name.split(".partdl-")[0] for what in synced if what.endswith(".tmp")}
+    assert temps == {"big.bin", "small.bin", "c"}
+
+
 @pytest.mark.parametrize(("flags", "synced"), [([], True), (["--no-fsync"], False)])
 def test_the_cli_passes_no_fsync_on(
     store: LocalStore,
