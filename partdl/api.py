@@ -1,7 +1,12 @@
-"""The entry points for many objects, sharing one :class:`TransferOptions`.
+"""Every entry point, sharing one :class:`~partdl.options.TransferOptions`.
 
-``download_file`` and ``download_url`` join this module when the engine's
-scheduler lands (their signatures are being reworked meanwhile).
+``download`` (any :class:`~partdl.backend.Backend`), ``download_file`` (a bucket
+and a key), ``download_url`` (an http(s) URL), ``download_prefix`` and
+``download_many`` (trees and lists of objects). Each spells out its keywords, so
+``help()`` shows them, builds the options once (validated before any request or
+file) and passes them down: one object to the engine's :class:`Downloader`, many to
+the batch layer and the shared scheduler. The backends never import this module or
+the engine. requests is imported on first use of an HTTP entry point only.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, cast
 
+from .backend import Backend
 from .backends import open_backend
 from .backends._body import DEFAULT_STALL_TIMEOUT
+from .backends.subrange import ByteRange, narrowed
 from .batch import (
     BatchProgressCallback,
     BatchResult,
@@ -21,18 +28,197 @@ from .batch import (
     ObjectCallback,
     run_batch,
 )
+from .control import Control
+from .engine import Downloader
 from .errors import InvalidArgumentError
 from .filters import PathFilter
 from .keys import relative_to_prefix
 from .listing import BucketBackend, WholeObjectBackend
-from .options import DEFAULT_CHUNK_SIZE, DEFAULT_TASK_NUM
+from .model import DownloadResult
+from .options import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_TASK_NUM,
+    ProgressCallback,
+    TransferOptions,
+    make_target,
+)
 from .retry import RetryPolicy
-from .transfer import TransferOptions
 
 if TYPE_CHECKING:
     import requests
 
 Item = tuple[Any, str, "str | os.PathLike[str]"]
+
+
+# -- one object -----------------------------------------------------------------------
+
+
+def download(
+    backend: Backend,
+    path: str | os.PathLike[str],
+    *,
+    part_size: int | None = None,
+    task_num: int = DEFAULT_TASK_NUM,
+    checkpoint: bool = True,
+    checkpoint_file: str | os.PathLike[str] | None = None,
+    progress_callback: ProgressCallback | None = None,
+    retry: RetryPolicy | None = None,
+    control: Control | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    fsync: bool = True,
+) -> DownloadResult:
+    """Download the object ``backend`` names to ``path``; see :func:`download_file`."""
+    options = TransferOptions.of(
+        part_size=part_size,
+        task_num=task_num,
+        checkpoint=checkpoint,
+        retry=retry,
+        chunk_size=chunk_size,
+        fsync=fsync,
+    )
+    return download_object(backend, path, options, checkpoint_file, progress_callback, control)
+
+
+def download_object(
+    backend: Backend,
+    path: str | os.PathLike[str],
+    options: TransferOptions,
+    checkpoint_file: str | os.PathLike[str] | None = None,
+    progress_callback: ProgressCallback | None = None,
+    control: Control | None = None,
+) -> DownloadResult:
+    """What every single-object entry point comes to, with its options built."""
+    target = make_target(path, checkpoint_file, checkpoint=options.checkpoint)
+    downloader = Downloader(
+        backend, target, options, progress_callback=progress_callback, control=control
+    )
+    return downloader.run()
+
+
+def download_file(
+    bucket: Any,
+    key: str,
+    path: str | os.PathLike[str],
+    part_size: int | None = None,
+    task_num: int = DEFAULT_TASK_NUM,
+    checkpoint: bool = True,
+    *,
+    checkpoint_file: str | os.PathLike[str] | None = None,
+    progress_callback: ProgressCallback | None = None,
+    version_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    retry: RetryPolicy | None = None,
+    control: Control | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+    byte_range: ByteRange | tuple[int, int | None] | None = None,
+    fsync: bool = True,
+) -> DownloadResult:
+    """Download ``key`` from ``bucket`` to ``path`` in parallel ranges, resumably.
+
+    ``bucket`` is an ``oss2.Bucket``, an :class:`OssV2Bucket` (an OSS SDK V2 client and
+    a bucket name), a :class:`S3Bucket` (a boto3 client and a bucket name) or a boto3
+    ``s3.Bucket`` resource. ``part_size`` (100 KB to 5 GB; chosen from the
+    object size when None) and ``task_num`` (parallel GETs) shape the transfer. With
+    ``checkpoint`` a ``<path>.dcp`` file (or ``checkpoint_file``) records finished
+    parts, so running the same call again after any interruption fetches only what is
+    missing. ``progress_callback(consumed_bytes, total_bytes)`` is called from the
+    calling thread. ``headers`` are sent with every request (request payer, traffic
+    limit, ...). A connection that delivers nothing for ``stall_timeout`` seconds is
+    abandoned and its part resumed on a new one, under ``retry``. The destination is
+    replaced only once the whole file is in place and its checksum matches the server's.
+    ``byte_range=(start, end)`` downloads only those bytes, ``end`` inclusive as in HTTP
+    (``None`` for the end of the object). Once this returns, the file and the removal
+    of its checkpoint survive a power cut; ``fsync=False`` skips every flush to disk
+    (scratch data: the file is complete for every process at once, but after a power
+    cut or an OS crash it may be missing, old or hold zeros where data was).
+
+    Raises a :class:`PartdlError` subclass on failure; bad arguments raise
+    :class:`InvalidArgumentError`, which is also a ``ValueError``.
+    """
+    options = TransferOptions.of(
+        part_size=part_size,
+        task_num=task_num,
+        checkpoint=checkpoint,
+        retry=retry,
+        chunk_size=chunk_size,
+        stall_timeout=stall_timeout,
+        headers=headers,
+        fsync=fsync,
+    )
+    whole = open_backend(
+        bucket,
+        key,
+        version_id=version_id,
+        headers=options.headers,
+        pool_size=options.task_num,
+        stall_timeout=options.stall_timeout,
+    )
+    return download_object(
+        narrowed(whole, byte_range), path, options, checkpoint_file, progress_callback, control
+    )
+
+
+def download_url(
+    url: str,
+    path: str | os.PathLike[str],
+    part_size: int | None = None,
+    task_num: int = DEFAULT_TASK_NUM,
+    checkpoint: bool = True,
+    *,
+    head_url: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    session: requests.Session | None = None,
+    checkpoint_file: str | os.PathLike[str] | None = None,
+    progress_callback: ProgressCallback | None = None,
+    retry: RetryPolicy | None = None,
+    control: Control | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+    byte_range: ByteRange | tuple[int, int | None] | None = None,
+    fsync: bool = True,
+) -> DownloadResult:
+    """Download the object at an HTTP(S) ``url`` to ``path`` in parallel ranges, resumably.
+
+    ``url`` may be presigned: it is only used for GETs. Pass ``head_url`` (a URL
+    signed for HEAD) to learn the size and ETag with a HEAD; otherwise a one-byte
+    ranged GET does. ``headers`` go with every request; ``session`` is used as given
+    (by default one with ``task_num`` pooled connections is made and closed). The
+    other arguments are those of :func:`download_file`. A signed query string
+    never reaches the checkpoint, logs or errors, and a checkpoint made with one
+    signature resumes with a URL signed again.
+    """
+    options = TransferOptions.of(
+        part_size=part_size,
+        task_num=task_num,
+        checkpoint=checkpoint,
+        retry=retry,
+        chunk_size=chunk_size,
+        stall_timeout=stall_timeout,
+        headers=headers,
+        fsync=fsync,
+    )
+    from .backends.http import CONNECT_TIMEOUT, HttpBackend
+
+    with HttpBackend(
+        url,
+        head_url=head_url,
+        session=session,
+        headers=options.headers,
+        pool_size=options.task_num,
+        timeout=(CONNECT_TIMEOUT, options.stall_timeout),
+    ) as backend:
+        return download_object(
+            narrowed(backend, byte_range),
+            path,
+            options,
+            checkpoint_file,
+            progress_callback,
+            control,
+        )
+
+
+# -- many objects ---------------------------------------------------------------------
 
 
 def bucket_backend(bucket: Any, key: str, options: TransferOptions) -> BucketBackend:
@@ -66,6 +252,7 @@ def download_prefix(
     retry: RetryPolicy | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+    fsync: bool = True,
     executor: Executor | None = None,
 ) -> BatchResult:
     """Download every object under ``prefix`` into ``directory``, as a tree.
@@ -78,7 +265,8 @@ def download_prefix(
     from their checkpoint in ``directory/.partdl/``. A rerun skips every object whose
     ETag is the one recorded there and whose file is untouched, so it sends only LIST
     requests when nothing changed. Finished files take the object's Last-Modified as
-    their mtime.
+    their mtime; with ``fsync=False`` nothing is flushed to disk (as in
+    :func:`download_file`), small files and folders included.
 
     A key that cannot be a file under ``directory`` (``..``, a NUL, a name too long,
     a file another key needs as a folder) fails alone; nothing is written outside
@@ -94,7 +282,16 @@ def download_prefix(
     skip decisions and the tree's state stay in this process (see
     :mod:`partdl.distribute`).
     """
-    options = _options(part_size, task_num, checkpoint, retry, chunk_size, stall_timeout, headers)
+    options = TransferOptions.of(
+        part_size=part_size,
+        task_num=task_num,
+        checkpoint=checkpoint,
+        retry=retry,
+        chunk_size=chunk_size,
+        stall_timeout=stall_timeout,
+        headers=headers,
+        fsync=fsync,
+    )
     select = PathFilter(include, exclude)
     if not isinstance(prefix, str):
         raise InvalidArgumentError(f"prefix must be a string, got {type(prefix).__name__}")
@@ -136,6 +333,7 @@ def download_many(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     stall_timeout: float = DEFAULT_STALL_TIMEOUT,
     session: requests.Session | None = None,
+    fsync: bool = True,
     executor: Executor | None = None,
 ) -> BatchResult:
     """Download ``(bucket, key, path)`` items through one pool of ``task_num`` GETs.
@@ -151,7 +349,16 @@ def download_many(
     arguments (``executor`` included: without a listing, batches are balanced by
     count), the result and the errors are those of :func:`download_prefix`.
     """
-    options = _options(part_size, task_num, checkpoint, retry, chunk_size, stall_timeout, headers)
+    options = TransferOptions.of(
+        part_size=part_size,
+        task_num=task_num,
+        checkpoint=checkpoint,
+        retry=retry,
+        chunk_size=chunk_size,
+        stall_timeout=stall_timeout,
+        headers=headers,
+        fsync=fsync,
+    )
     with contextlib.ExitStack() as stack:
         opener = _Openers(options, session, stack)
 
@@ -226,23 +433,3 @@ class _Openers:
             headers=self._options.headers,
             timeout=(CONNECT_TIMEOUT, self._options.stall_timeout),
         )
-
-
-def _options(
-    part_size: int | None,
-    task_num: int,
-    checkpoint: bool,
-    retry: RetryPolicy | None,
-    chunk_size: int,
-    stall_timeout: float,
-    headers: Mapping[str, str] | None,
-) -> TransferOptions:
-    return TransferOptions(
-        part_size=part_size,
-        task_num=task_num,
-        checkpoint=checkpoint,
-        retry=retry if retry is not None else RetryPolicy(),
-        chunk_size=chunk_size,
-        stall_timeout=stall_timeout,
-        headers=headers,
-    )

@@ -33,8 +33,8 @@ from .errors import DownloadLockedError, LocalFileError, PartdlError, PartialDow
 from .execute import Meter, ObjectOutcome, PlannedObject, Status, execute
 from .keys import KeyPath, PathClaims, key_path
 from .listing import ListedObject, WholeObjectBackend
+from .options import TransferOptions
 from .state import Recorded, TreeLock, TreeState, checkpoint_path, state_dir, unchanged
-from .transfer import TransferOptions
 
 logger = logging.getLogger("partdl")
 
@@ -154,10 +154,10 @@ def sweep_temps(root: str, folder: str) -> None:
 class Tree:
     """The destination directory of a batch: its keys' paths, its state, its folders."""
 
-    def __init__(self, directory: str, *, dry_run: bool) -> None:
+    def __init__(self, directory: str, *, dry_run: bool, durable: bool = True) -> None:
         self.root = os.path.abspath(directory)
         self.dry_run = dry_run
-        self.state = TreeState(self.root, read_only=dry_run)
+        self.state = TreeState(self.root, read_only=dry_run, durable=durable)
         self.claims = PathClaims(fold_case=folds_case(self.root))
         self._name_max = _path_limit(self.root, "PC_NAME_MAX", 255)
         self._path_max = _path_limit(self.root, "PC_PATH_MAX", 4096)
@@ -451,7 +451,7 @@ def run_batch(
                     raise files.local_error(exc, root, "make the directory") from exc
                 os.makedirs(state_dir(root), exist_ok=True)
                 stack.enter_context(TreeLock(root))
-            tree = Tree(root, dry_run=dry_run)
+            tree = Tree(root, dry_run=dry_run, durable=options.fsync)
             stack.callback(tree.state.close)
         runner: Runner = execute
         if executor is not None:

@@ -39,9 +39,9 @@ from typing import TypeVar
 from . import files
 from .errors import LocalFileError, PartdlError, TransferError
 from .execute import Meter, ObjectOutcome, PlannedObject, Status, execute
+from .options import TransferOptions
 from .plan import DEFAULT_PART_SIZE
 from .state import state_dir
-from .transfer import TransferOptions
 
 logger = logging.getLogger("partdl")
 

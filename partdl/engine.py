@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from . import checkpoint as codec
 from . import files
@@ -33,17 +34,13 @@ from .errors import (
 )
 from .listing import mtime_ns
 from .model import Checksum, DownloadResult, ObjectStat
-from .options import (
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_TASK_NUM,
-    Options,
-    ProgressCallback,
-    make_options,
-)
+from .options import ProgressCallback, Target, TransferOptions
 from .plan import MiB, Part, choose_part_size, plan_parts
-from .retry import RetryPolicy
 from .scheduler import Job, Scheduler
 from .worker import Attempts, PartDone, PartWorker, Progress
+
+if TYPE_CHECKING:
+    from .api import download as download  # noqa: PLC0414 (re-exported for the CLI)
 
 logger = logging.getLogger("partdl")
 
@@ -193,17 +190,22 @@ class ObjectDownload:
     def __init__(
         self,
         backend: Backend,
-        options: Options,
+        target: Target,
+        options: TransferOptions,
         *,
+        progress_callback: ProgressCallback | None = None,
+        control: Control | None = None,
         progress: Progress | None = None,
         last_modified: str | None = None,
         stamp_mtime: bool = False,
     ) -> None:
         self._backend = backend
+        self._target = target
         self._options = options
+        self._control = control
         self.stop = threading.Event()
         self.progress = progress if progress is not None else Progress()
-        self._reporter = _Reporter(options.progress_callback, self.progress)
+        self._reporter = _Reporter(progress_callback, self.progress)
         self._stamp_mtime = stamp_mtime
         self._listed_modified = last_modified
         self._stat: ObjectStat | None = None
@@ -218,7 +220,7 @@ class ObjectDownload:
 
     @property
     def destination(self) -> str:
-        return self._options.destination
+        return self._target.destination
 
     # -- the lifecycle -----------------------------------------------------------------
 
@@ -293,7 +295,7 @@ class ObjectDownload:
         when = None
         if self._stamp_mtime:
             when = mtime_ns(job.stat.last_modified or self._listed_modified)
-        job.commit(self._options.destination, durable=self._options.fsync, mtime=when)
+        job.commit(self._target.destination, durable=self._options.fsync, mtime=when)
         self._reporter.report(force=True)
         return self._result(job, checksum)
 
@@ -325,11 +327,11 @@ class ObjectDownload:
 
     def _forget(self) -> None:
         """The object is gone: a checkpoint of ours for it can never be resumed."""
-        path = self._options.checkpoint_path
+        path = self._target.checkpoint_path
         saved = self._load_checkpoint(path) if path else None
         if saved is None or path is None:
             return
-        if (saved.source, saved.destination) != (self._backend.source, self._options.destination):
+        if (saved.source, saved.destination) != (self._backend.source, self._target.destination):
             return
         logger.info("%s no longer exists: removing its checkpoint", self._backend.source)
         if files.is_temp_for(saved.destination, saved.temp_path):
@@ -350,7 +352,7 @@ class ObjectDownload:
     def _result(self, job: _Job, checksum: Checksum) -> DownloadResult:
         is_crc64 = checksum.algorithm is ChecksumAlgorithm.CRC64XZ
         return DownloadResult(
-            path=self._options.destination,
+            path=self._target.destination,
             size=job.stat.size,
             etag=job.stat.etag,
             crc64=checksum.value if is_crc64 else None,
@@ -368,17 +370,17 @@ class ObjectDownload:
         self.stop.clear()
         self._reporter.total = stat.size
         self.progress.reset()
-        job = self._resume(verify, stat) if self._options.checkpoint_path else None
+        job = self._resume(verify, stat) if self._target.checkpoint_path else None
         return job if job is not None else self._fresh(stat)
 
     def _fresh(self, stat: ObjectStat) -> _Job:
-        destination = self._options.destination
+        destination = self._target.destination
         part_size = choose_part_size(stat.size, self._options.part_size, ranged=stat.ranged)
         files.remove_stale_temps(destination)
         temp_path = files.new_temp_path(destination)
         fd = files.create_temp(temp_path, stat.size)
         checkpoint = None
-        if self._options.checkpoint_path is not None:
+        if self._target.checkpoint_path is not None:
             base = codec.Checkpoint(
                 source=self._backend.source,
                 destination=destination,
@@ -386,7 +388,7 @@ class ObjectDownload:
                 stat=stat,
                 part_size=part_size,
             )
-            checkpoint = files.CheckpointFile(self._options.checkpoint_path, base)
+            checkpoint = files.CheckpointFile(self._target.checkpoint_path, base)
             try:
                 # Written before the first byte so a crash never orphans the temp file.
                 checkpoint.open()
@@ -409,7 +411,7 @@ class ObjectDownload:
             return None
 
     def _mismatch(self, saved: codec.Checkpoint, stat: ObjectStat) -> str | None:
-        destination = self._options.destination
+        destination = self._target.destination
         if saved.source != self._backend.source or saved.destination != destination:
             return "it belongs to another download"
         if saved.stat != stat:
@@ -420,13 +422,13 @@ class ObjectDownload:
         return None
 
     def _resume(self, verify: Verify, stat: ObjectStat) -> _Job | None:
-        path = self._options.checkpoint_path
+        path = self._target.checkpoint_path
         assert path is not None
         saved = self._load_checkpoint(path)
         if saved is None:
             return None
         # The temp path comes from an untrusted file: only ever touch names partdl makes.
-        ours = files.is_temp_for(self._options.destination, saved.temp_path)
+        ours = files.is_temp_for(self._target.destination, saved.temp_path)
         reason = self._mismatch(saved, stat) or (None if ours else "its temp path is not ours")
         fd = files.open_temp(saved.temp_path, stat.size) if reason is None else None
         if fd is None and reason is None:
@@ -462,13 +464,13 @@ class ObjectDownload:
         fetched again. Anything less and the caller starts over as usual.
         """
         parts = plan_parts(stat.size, saved.part_size)
-        if len(saved.parts) != len(parts) or self._options.checkpoint_path is None:
+        if len(saved.parts) != len(parts) or self._target.checkpoint_path is None:
             return None
-        destination = self._options.destination
+        destination = self._target.destination
         fd = files.open_temp(destination, stat.size)
         if fd is None:
             return None
-        checkpoint = files.CheckpointFile(self._options.checkpoint_path, saved)
+        checkpoint = files.CheckpointFile(self._target.checkpoint_path, saved)
         job = _Job(stat, parts, fd, destination, checkpoint, in_place=True)
         self._verify(verify, job, saved.parts)
         if job.reused != len(parts):
@@ -493,8 +495,8 @@ class ObjectDownload:
         except _Cancelled:
             job.discard()
             # The job holds no CheckpointFile until its parts are verified: remove it here.
-            if self._options.checkpoint_path is not None:
-                files.remove_quietly(self._options.checkpoint_path)
+            if self._target.checkpoint_path is not None:
+                files.remove_quietly(self._target.checkpoint_path)
             raise DownloadCancelledError("download cancelled") from None
         except BaseException:
             os.close(job.fd)
@@ -523,12 +525,12 @@ class ObjectDownload:
         )
 
     def _check_control(self) -> None:
-        control = self._options.control
+        control = self._control
         if control is None or control.action is None:
             return
         if control.action is ControlAction.CANCEL:
             raise _Cancelled
-        if self._options.checkpoint_path is None:
+        if self._target.checkpoint_path is None:
             raise DownloadPausedError("download paused; without a checkpoint nothing was kept")
         raise DownloadPausedError("download paused; call again to resume")
 
@@ -540,14 +542,25 @@ class _Cancelled(Exception):
 class Downloader:
     """Runs one ``download`` call: one :class:`ObjectDownload` alone in its scheduler."""
 
-    def __init__(self, backend: Backend, options: Options) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        target: Target,
+        options: TransferOptions,
+        *,
+        progress_callback: ProgressCallback | None = None,
+        control: Control | None = None,
+    ) -> None:
+        self._target = target
         self._options = options
-        self._object = ObjectDownload(backend, options)
+        self._object = ObjectDownload(
+            backend, target, options, progress_callback=progress_callback, control=control
+        )
 
     def run(self) -> DownloadResult:
         options = self._options
         with (
-            files.DestinationLock(options.destination),
+            files.DestinationLock(self._target.destination),
             Scheduler(options.task_num, options.chunk_size) as scheduler,
         ):
             return self._run(scheduler)
@@ -587,31 +600,11 @@ class Downloader:
             return result
 
 
-def download(
-    backend: Backend,
-    path: str | os.PathLike[str],
-    *,
-    part_size: int | None = None,
-    task_num: int = DEFAULT_TASK_NUM,
-    checkpoint: bool = True,
-    checkpoint_file: str | os.PathLike[str] | None = None,
-    progress_callback: ProgressCallback | None = None,
-    retry: RetryPolicy | None = None,
-    control: Control | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    fsync: bool = True,
-) -> DownloadResult:
-    """Download the object ``backend`` names to ``path``; see :func:`partdl.download_file`."""
-    options = make_options(
-        path,
-        part_size=part_size,
-        task_num=task_num,
-        checkpoint=checkpoint,
-        checkpoint_file=checkpoint_file,
-        progress_callback=progress_callback,
-        retry=retry,
-        control=control,
-        chunk_size=chunk_size,
-        fsync=fsync,
-    )
-    return Downloader(backend, options).run()
+def __getattr__(name: str) -> Any:
+    # Compatibility for callers of the former ``partdl.engine.download`` (the CLI):
+    # the entry points live in partdl.api, which imports this module.
+    if name == "download":
+        from .api import download
+
+        return download
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

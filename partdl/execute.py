@@ -34,9 +34,8 @@ from .engine import ObjectDownload, verify_here
 from .errors import IntegrityError, ObjectChangedDuringRead, PartdlError, TransientError
 from .listing import ListedObject, WholeObjectBackend, mtime_ns
 from .model import Checksum, DownloadResult, ObjectStat
-from .options import make_options
+from .options import TransferOptions, make_target
 from .scheduler import Job, Scheduler, Task, Work
-from .transfer import TransferOptions
 from .worker import Attempts, PartDone, Progress, Stopped, pwrite_all
 
 logger = logging.getLogger("partdl")
@@ -263,24 +262,17 @@ class _Run:
     # -- large objects -------------------------------------------------------------------
 
     def _start_large(self, plan: PlannedObject) -> None:
-        options = self._options
         try:
-            target = make_options(
-                plan.destination,
-                part_size=options.part_size,
-                task_num=options.task_num,
-                checkpoint=options.checkpoint,
-                checkpoint_file=plan.checkpoint_file if options.checkpoint else None,
-                progress_callback=None,
-                retry=options.retry,
-                control=None,
-                chunk_size=options.chunk_size,
+            target = make_target(
+                plan.destination, plan.checkpoint_file, checkpoint=self._options.checkpoint
             )
         except PartdlError as exc:
             self._on_outcome(_failed(plan, exc))
             return
         listed = plan.listed.last_modified if plan.listed else None
-        download = ObjectDownload(plan.backend, target, last_modified=listed, stamp_mtime=True)
+        download = ObjectDownload(
+            plan.backend, target, self._options, last_modified=listed, stamp_mtime=True
+        )
         large = _Large(plan, download)
         self._live.add(large)
         self._meter.track(download.progress)
@@ -457,7 +449,7 @@ class SmallFetcher:
                 files.remove_quietly(temp)
                 return None
             when = mtime_ns(stat.last_modified or _listed_modified(plan))
-            _commit(fd, temp, destination, when)
+            _commit(fd, temp, destination, when, durable=self._options.fsync)
         except BaseException as exc:
             if isinstance(exc, TransientError):
                 self._meter.add(-written)
@@ -472,12 +464,14 @@ def _listed_modified(plan: PlannedObject) -> str | None:
     return plan.listed.last_modified if plan.listed else None
 
 
-def _commit(fd: int, temp: str, destination: str, when: int | None) -> None:
+def _commit(fd: int, temp: str, destination: str, when: int | None, *, durable: bool) -> None:
+    """Finish a small object's temp file and rename it into place; ``durable``: fsynced."""
     try:
         os.fchmod(fd, files.final_mode(destination))
         if when is not None:
             os.utime(fd, ns=(time.time_ns(), when))
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     except OSError as exc:
         raise files.local_error(exc, temp, "finish") from exc
     os.close(fd)
@@ -485,7 +479,8 @@ def _commit(fd: int, temp: str, destination: str, when: int | None) -> None:
         os.replace(temp, destination)
     except OSError as exc:
         raise files.local_error(exc, destination, "move the download into") from exc
-    files.fsync_directory(os.path.dirname(destination))
+    if durable:
+        files.fsync_directory(os.path.dirname(destination))
 
 
 def _failed(plan: PlannedObject, exc: PartdlError) -> ObjectOutcome:

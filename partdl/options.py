@@ -1,15 +1,22 @@
-"""Every argument of a download, validated before any request or file is made."""
+"""The one options type of every entry point, and one object's paths: validated before
+any request or file is made."""
 
 from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
-from .control import Control
+from .backends._body import DEFAULT_STALL_TIMEOUT
 from .errors import InvalidArgumentError, LocalFileError
-from .plan import MiB, validate_part_size, validate_task_num
+from .plan import (
+    MiB,
+    choose_part_size,
+    validate_part_size,
+    validate_stall_timeout,
+    validate_task_num,
+)
 from .retry import RetryPolicy
 
 ProgressCallback = Callable[[int, int], object]
@@ -20,19 +27,83 @@ MIN_CHUNK_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
-class Options:
-    """The validated knobs of one ``download`` call."""
+class TransferOptions:
+    """The knobs every download takes, whatever it downloads: validated once, then shared.
+
+    Every entry point (:func:`partdl.download_file`, :func:`partdl.download_url`,
+    :func:`partdl.download_prefix`, :func:`partdl.download_many`) builds one from its
+    keyword arguments and passes it down. ``part_size`` (None: chosen per object) and
+    ``task_num`` (the GETs in flight at once, for one object or for a whole tree)
+    shape the transfer; ``checkpoint`` keeps large objects resumable; ``headers`` go
+    with every OSS or HTTP request; a connection silent for ``stall_timeout`` seconds
+    is given up under ``retry``; ``fsync=False`` flushes nothing to disk (scratch data).
+    """
+
+    part_size: int | None = None
+    task_num: int = DEFAULT_TASK_NUM
+    checkpoint: bool = True
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT
+    headers: Mapping[str, str] | None = None
+    fsync: bool = True
+    """Make each finished file (and a checkpoint's removal) durable before it counts as done."""
+
+    def __post_init__(self) -> None:
+        validate_task_num(self.task_num)
+        if self.part_size is not None:
+            validate_part_size(self.part_size)
+        if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int):
+            raise InvalidArgumentError("chunk_size must be an int")
+        if self.chunk_size < MIN_CHUNK_SIZE:
+            raise InvalidArgumentError(f"chunk_size must be at least {MIN_CHUNK_SIZE} bytes")
+        object.__setattr__(self, "stall_timeout", validate_stall_timeout(self.stall_timeout))
+        if not isinstance(self.retry, RetryPolicy):
+            raise InvalidArgumentError("retry must be a partdl.RetryPolicy")
+        for name in ("checkpoint", "fsync"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidArgumentError(
+                    f"{name} must be True or False, not {getattr(self, name)!r}"
+                )
+        if self.headers is not None and not isinstance(self.headers, Mapping):
+            raise InvalidArgumentError("headers must be a mapping of names to values")
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        part_size: int | None = None,
+        task_num: int = DEFAULT_TASK_NUM,
+        checkpoint: bool = True,
+        retry: RetryPolicy | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        stall_timeout: float = DEFAULT_STALL_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+        fsync: bool = True,
+    ) -> TransferOptions:
+        """The options from an entry point's keywords (``retry=None``: the default policy)."""
+        return cls(
+            part_size=part_size,
+            task_num=task_num,
+            checkpoint=checkpoint,
+            retry=retry if retry is not None else RetryPolicy(),
+            chunk_size=chunk_size,
+            stall_timeout=stall_timeout,
+            headers=headers,
+            fsync=fsync,
+        )
+
+    def fits_one_part(self, size: int) -> bool:
+        """Whether an object of ``size`` bytes is a single part: one GET, no HEAD."""
+        return size <= choose_part_size(size, self.part_size)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one object goes: its destination and its checkpoint (None: none kept)."""
 
     destination: str
-    part_size: int | None
-    task_num: int
     checkpoint_path: str | None
-    progress_callback: ProgressCallback | None
-    retry: RetryPolicy
-    control: Control | None
-    chunk_size: int
-    fsync: bool = True
-    """Make the finished file and the checkpoint's removal durable before returning."""
 
 
 # The longest names partdl derives from a file's name: the temp file beside the
@@ -87,29 +158,16 @@ def _check_destination(path: str | os.PathLike[str]) -> str:
     return destination
 
 
-def make_options(
+def make_target(
     path: str | os.PathLike[str],
-    *,
-    part_size: int | None,
-    task_num: int,
-    checkpoint: bool,
     checkpoint_file: str | os.PathLike[str] | None,
-    progress_callback: ProgressCallback | None,
-    retry: RetryPolicy | None,
-    control: Control | None,
-    chunk_size: int,
-    fsync: bool = True,
-) -> Options:
-    """Validate every argument before anything touches the network or the disk."""
-    validate_task_num(task_num)
-    if part_size is not None:
-        validate_part_size(part_size)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
-        raise InvalidArgumentError("chunk_size must be an int")
-    if chunk_size < MIN_CHUNK_SIZE:
-        raise InvalidArgumentError(f"chunk_size must be at least {MIN_CHUNK_SIZE} bytes")
-    if not isinstance(fsync, bool):
-        raise InvalidArgumentError(f"fsync must be True or False, not {fsync!r}")
+    *,
+    checkpoint: bool,
+) -> Target:
+    """Check one object's paths before anything touches the network or the disk.
+
+    The checkpoint is ``checkpoint_file``, or ``<path>.dcp`` beside the destination.
+    """
     destination = _check_destination(path)
     checkpoint_path = None
     if checkpoint:
@@ -123,14 +181,4 @@ def make_options(
             if os.path.isdir(checkpoint_path):
                 raise InvalidArgumentError(f"checkpoint file {checkpoint_path} is a directory")
             _check_directory(os.path.dirname(checkpoint_path))
-    return Options(
-        destination=destination,
-        part_size=part_size,
-        task_num=task_num,
-        checkpoint_path=checkpoint_path,
-        progress_callback=progress_callback,
-        retry=retry if retry is not None else RetryPolicy(),
-        control=control,
-        chunk_size=chunk_size,
-        fsync=fsync,
-    )
+    return Target(destination, checkpoint_path)

@@ -6,7 +6,8 @@ the same ETag and size and the file on disk still has that size and mtime, so an
 object overwritten since (even with the same size within the same second) is fetched
 again, and so is a file someone edited locally. SQLite in WAL mode with
 ``synchronous=NORMAL`` commits each row without an fsync and never loses a committed
-one when the process dies; only the orchestrator thread touches the connection.
+one when the process dies (with ``fsync=False``, ``synchronous=OFF``: no fsync at
+all, like the files); only the orchestrator thread touches the connection.
 
 The same folder holds the checkpoints of large objects being resumed
 (``checkpoints/<digest>.dcp``) and the tree's lock; nothing else is added to the tree.
@@ -61,7 +62,7 @@ def checkpoint_path(directory: str, relative: str) -> str:
 class TreeState:
     """The state database of one destination directory (absent until first written)."""
 
-    def __init__(self, directory: str, *, read_only: bool = False) -> None:
+    def __init__(self, directory: str, *, read_only: bool = False, durable: bool = True) -> None:
         self.directory = directory
         self._path = os.path.join(state_dir(directory), "state.sqlite")
         self._db: sqlite3.Connection | None = None
@@ -73,7 +74,7 @@ class TreeState:
             os.makedirs(os.path.join(state_dir(directory), "checkpoints"), exist_ok=True)
             self._db = sqlite3.connect(self._path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(f"PRAGMA synchronous={'NORMAL' if durable else 'OFF'}")
             self._db.execute(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise LocalFileError(0, f"cannot open the state of {directory}: {exc}") from exc

@@ -341,7 +341,6 @@ def test_retries_reach_every_object_of_a_tree(
         (["oss://b/p/", "d", "-r", "--checkpoint-file", "c"], "--checkpoint-file applies to"),
         (["oss://b/p/", "d", "-r", "--version-id", "v"], "--version-id applies to"),
         (["-i", "list.txt", "--head-url", "https://h/k"], "--head-url applies to"),
-        (["-i", "list.txt", "--no-fsync"], "--no-fsync applies to one object only"),
         (["oss://b/k", "out", "--include", "*"], "--include applies to --recursive"),
         (["oss://b/k", "out", "--exclude", "*"], "--exclude applies to --recursive"),
         (["oss://b/k", "out", "--dry-run"], "--dry-run applies to --recursive"),

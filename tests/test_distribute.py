@@ -20,8 +20,8 @@ from partdl import cli
 from partdl.distribute import TaskSpec, balance
 from partdl.execute import PlannedObject
 from partdl.listing import ListedObject
+from partdl.options import TransferOptions
 from partdl.state import checkpoint_path
-from partdl.transfer import TransferOptions
 from tests.helpers import PART, recorded_parts
 from tests.store import LocalStore, Seen
 from tests.test_batch import make_bucket, tree

@@ -134,6 +134,37 @@ def test_without_fsync_nothing_of_the_data_file_is_synced(
     assert leftovers(tmp_path, "out") == []
 
 
+@pytest.mark.parametrize("fsync", [True, False])
+def test_a_tree_honours_fsync_for_small_files_and_folders_too(
+    store: LocalStore,
+    bucket_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fsync: bool,
+) -> None:
+    objects = {"t/a/big.bin": os.urandom(4 * PART + 1), "t/b/small.bin": b"small", "t/c": b"c"}
+    for key, data in objects.items():
+        store.put(bucket_name, key, data)
+    root = tmp_path / "tree"
+    log = SyncLog(monkeypatch, tmp_path)
+
+    partdl.download_prefix(
+        store.oss_bucket(bucket_name), "t/", root, part_size=PART, task_num=3, fsync=fsync
+    )
+
+    for key, data in objects.items():
+        assert (root / key[2:]).read_bytes() == data
+    synced = [what for call, what in log.events if call in ("fsync", "fdatasync")]
+    if not fsync:
+        # Only the large object's checkpoint header, staged once before its first byte.
+        assert [what.endswith(".new") for what in synced] == [True]
+        return
+    for folder in (root / "a", root / "b", root):
+        assert str(folder) in synced
+    temps = {Path(what).name.split(".partdl-")[0] for what in synced if what.endswith(".tmp")}
+    assert temps == {"big.bin", "small.bin", "c"}
+
+
 @pytest.mark.parametrize(("flags", "synced"), [([], True), (["--no-fsync"], False)])
 def test_the_cli_passes_no_fsync_on(
     store: LocalStore,
@@ -158,6 +189,32 @@ def test_the_cli_passes_no_fsync_on(
     assert out.read_bytes() == data
     assert (("fsync", str(tmp_path)) in log.events) is synced
     assert any(call == "fsync" and what.endswith(".tmp") for call, what in log.events) is synced
+
+
+@pytest.mark.parametrize(("flags", "synced"), [([], True), (["--no-fsync"], False)])
+def test_the_cli_passes_no_fsync_on_for_a_tree(
+    store: LocalStore,
+    bucket_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    synced: bool,
+) -> None:
+    monkeypatch.setenv("OSS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("OSS_ACCESS_KEY_SECRET", "test")
+    monkeypatch.delenv("OSS_SESSION_TOKEN", raising=False)
+    monkeypatch.setenv("OSS_REGION", OSS_REGION)
+    store.put(bucket_name, "t/a", b"small")
+    store.put(bucket_name, "t/b/c", os.urandom(2 * PART))
+    root = tmp_path / "tree"
+    log = SyncLog(monkeypatch, tmp_path)
+
+    argv = [f"oss://{bucket_name}/t/", str(root), "-r", "-q", "--part-size", "100KiB"]
+    assert cli.main([*argv, "--endpoint", store.endpoint, *flags]) == 0
+
+    assert (root / "a").read_bytes() == b"small"
+    data_synced = [what for call, what in log.events if call == "fsync" and what.endswith(".tmp")]
+    assert bool(data_synced) is synced
 
 
 def test_fsync_must_be_a_bool(tmp_path: Path) -> None:

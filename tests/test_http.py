@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
+import sys
 import threading
 import traceback
 from pathlib import Path
@@ -337,3 +339,28 @@ def test_bad_arguments_raise_before_any_request(
         partdl.download_url(url, tmp_path / "out", **kwargs)  # type: ignore[arg-type]
     assert "s3cr3t" not in str(raised.value)
     assert os.listdir(tmp_path) == []
+
+
+def test_import_partdl_loads_no_sdk_and_no_requests() -> None:
+    code = (
+        "import sys, partdl\n"
+        "assert partdl.download_url.__module__ == 'partdl.api'\n"
+        "print(sorted(m for m in ('requests', 'boto3', 'oss2', 'alibabacloud_oss_v2')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_no_backend_imports_the_engine_or_the_entry_points() -> None:
+    import ast
+
+    import partdl.backends
+
+    folder = Path(partdl.backends.__file__).parent
+    for source in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module.split(".")[-1] not in ("engine", "api", "execute", "batch"), (
+                    f"{source.name} imports {node.module}"
+                )

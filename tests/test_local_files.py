@@ -27,7 +27,7 @@ import oss2
 import pytest
 
 import partdl
-from partdl.backends.http import download_url
+from partdl import download_url
 from partdl.backends.oss import OssBackend
 from partdl.checkpoint import decode, encode, encode_record
 from tests.faultchild import Child

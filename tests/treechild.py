@@ -22,7 +22,7 @@ import partdl
 from partdl.api import bucket_backend
 from partdl.batch import Entry, run_batch
 from partdl.listing import ListedObject
-from partdl.transfer import TransferOptions
+from partdl.options import TransferOptions
 from tests.faultchild import POINTS, FilePoint, emit, stop_here
 from tests.helpers import oss_bucket
 

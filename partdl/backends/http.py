@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,17 +21,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import requests
 import requests.adapters
 
-from ..control import Control
 from ..crc import ChecksumAlgorithm
-from ..engine import download
 from ..errors import InvalidArgumentError, ObjectChangedDuringRead, PartdlError, TransientError
-from ..model import Checksum, DownloadResult, ObjectStat
-from ..options import DEFAULT_CHUNK_SIZE, DEFAULT_TASK_NUM, ProgressCallback
-from ..plan import validate_stall_timeout, validate_task_num
-from ..retry import RetryPolicy
+from ..model import Checksum, ObjectStat
+from ..options import DEFAULT_TASK_NUM
+from ..plan import validate_task_num
 from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
 from ._http import check_partial_response, check_same_object, content_range_size, error_class
-from .subrange import ByteRange, narrowed
 
 logger = logging.getLogger("partdl")
 
@@ -468,56 +463,3 @@ class HttpBackend:
             raise TransientError(f"{what}: the answer has no Content-Length")
         stat = self._stat(response, size, ranged=True, checksum=_oss_crc(response.headers))
         return stat, Urllib3Body(response.raw, size)
-
-
-def download_url(
-    url: str,
-    path: str | os.PathLike[str],
-    part_size: int | None = None,
-    task_num: int = DEFAULT_TASK_NUM,
-    checkpoint: bool = True,
-    *,
-    head_url: str | None = None,
-    headers: Mapping[str, str] | None = None,
-    session: requests.Session | None = None,
-    checkpoint_file: str | os.PathLike[str] | None = None,
-    progress_callback: ProgressCallback | None = None,
-    retry: RetryPolicy | None = None,
-    control: Control | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    stall_timeout: float = DEFAULT_STALL_TIMEOUT,
-    byte_range: ByteRange | tuple[int, int | None] | None = None,
-    fsync: bool = True,
-) -> DownloadResult:
-    """Download the object at an HTTP(S) ``url`` to ``path`` in parallel ranges, resumably.
-
-    ``url`` may be presigned: it is only used for GETs. Pass ``head_url`` (a URL
-    signed for HEAD) to learn the size and ETag with a HEAD; otherwise a one-byte
-    ranged GET does. ``headers`` go with every request; ``session`` is used as given
-    (by default one with ``task_num`` pooled connections is made and closed). The
-    other arguments are those of :func:`partdl.download_file`. A signed query string
-    never reaches the checkpoint, logs or errors, and a checkpoint made with one
-    signature resumes with a URL signed again.
-    """
-    validate_task_num(task_num)
-    with HttpBackend(
-        url,
-        head_url=head_url,
-        session=session,
-        headers=headers,
-        pool_size=task_num,
-        timeout=(CONNECT_TIMEOUT, validate_stall_timeout(stall_timeout)),
-    ) as backend:
-        return download(
-            narrowed(backend, byte_range),
-            path,
-            part_size=part_size,
-            task_num=task_num,
-            checkpoint=checkpoint,
-            checkpoint_file=checkpoint_file,
-            progress_callback=progress_callback,
-            retry=retry,
-            control=control,
-            chunk_size=chunk_size,
-            fsync=fsync,
-        )

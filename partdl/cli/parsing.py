@@ -310,15 +310,12 @@ def _transfer_options(parser: Parser) -> None:
         metavar="START-END",
         help="only these bytes (inclusive)",
     )
-    # download_prefix and download_many take no fsync (yet): a tree is always flushed.
     parser.add(
         group,
         "--no-fsync",
-        mode=Mode.ONE,
-        why="many objects are always flushed to disk",
         dest="fsync",
         action="store_false",
-        help="scratch data: do not flush the file to disk (it may not survive a power cut)",
+        help="scratch data: flush nothing to disk (files may not survive a power cut)",
     )
     resume = group.add_mutually_exclusive_group()
     parser.add(

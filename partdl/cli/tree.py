@@ -34,6 +34,7 @@ def _transfer(args: argparse.Namespace) -> dict[str, Any]:
         "dry_run": args.dry_run,
         "retry": retry_policy(args),
         "stall_timeout": args.stall_timeout,
+        "fsync": args.fsync,
     }
 
 
