@@ -151,6 +151,21 @@ def sweep_temps(root: str, folder: str) -> None:
             continue
 
 
+def make_folder(path: str) -> None:
+    """Make one folder of a tree, or accept one already there; never a link or a file."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise files.local_error(exc, path, "make the folder") from exc
+    if not stat.S_ISDIR(os.lstat(path).st_mode):
+        raise LocalFileError(
+            errno.ENOTDIR,
+            f"cannot make the folder {path}: a file or link of that name is in the way",
+        )
+
+
 class Tree:
     """The destination directory of a batch: its keys' paths, its state, its folders."""
 
@@ -189,17 +204,7 @@ class Tree:
             current = os.path.join(current, part)
             if current in self._made:
                 continue
-            try:
-                os.mkdir(current)
-            except FileExistsError:
-                pass
-            except OSError as exc:
-                raise files.local_error(exc, current, "make the folder") from exc
-            if not stat.S_ISDIR(os.lstat(current).st_mode):
-                raise LocalFileError(
-                    errno.ENOTDIR,
-                    f"cannot make the folder {current}: a file or link of that name is in the way",
-                )
+            make_folder(current)
             self._made.add(current)
             sweep_temps(self.root, current)
 

@@ -30,13 +30,13 @@ import itertools
 import logging
 import os
 import pickle
-import stat
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
 from typing import TypeVar
 
 from . import files
+from .batch import make_folder
 from .errors import LocalFileError, PartdlError, TransferError
 from .execute import Meter, ObjectOutcome, PlannedObject, Status, execute
 from .options import TransferOptions
@@ -237,17 +237,7 @@ class _Folders:
             current = os.path.join(current, part)
             if current in self._made:
                 continue
-            try:
-                os.mkdir(current)
-            except FileExistsError:
-                pass
-            except OSError as exc:
-                raise files.local_error(exc, current, "make the folder") from exc
-            if not stat.S_ISDIR(os.lstat(current).st_mode):
-                raise LocalFileError(
-                    errno.ENOTDIR,
-                    f"cannot make the folder {current}: a file or link of that name is in the way",
-                )
+            make_folder(current)
             self._made.add(current)
 
     def _plain(self, folder: str) -> None:

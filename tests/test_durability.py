@@ -165,6 +165,15 @@ def test_a_tree_honours_fsync_for_small_files_and_folders_too(
     assert temps == {"big.bin", "small.bin", "c"}
 
 
+@pytest.fixture
+def oss_cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OSS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("OSS_ACCESS_KEY_SECRET", "test")
+    monkeypatch.delenv("OSS_SESSION_TOKEN", raising=False)
+    monkeypatch.setenv("OSS_REGION", OSS_REGION)
+
+
+@pytest.mark.usefixtures("oss_cli_env")
 @pytest.mark.parametrize(("flags", "synced"), [([], True), (["--no-fsync"], False)])
 def test_the_cli_passes_no_fsync_on(
     store: LocalStore,
@@ -174,10 +183,6 @@ def test_the_cli_passes_no_fsync_on(
     flags: list[str],
     synced: bool,
 ) -> None:
-    monkeypatch.setenv("OSS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("OSS_ACCESS_KEY_SECRET", "test")
-    monkeypatch.delenv("OSS_SESSION_TOKEN", raising=False)
-    monkeypatch.setenv("OSS_REGION", OSS_REGION)
     data = os.urandom(2 * PART)
     store.put(bucket_name, KEY, data)
     out = tmp_path / "out"
@@ -191,6 +196,7 @@ def test_the_cli_passes_no_fsync_on(
     assert any(call == "fsync" and what.endswith(".tmp") for call, what in log.events) is synced
 
 
+@pytest.mark.usefixtures("oss_cli_env")
 @pytest.mark.parametrize(("flags", "synced"), [([], True), (["--no-fsync"], False)])
 def test_the_cli_passes_no_fsync_on_for_a_tree(
     store: LocalStore,
@@ -200,10 +206,6 @@ def test_the_cli_passes_no_fsync_on_for_a_tree(
     flags: list[str],
     synced: bool,
 ) -> None:
-    monkeypatch.setenv("OSS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("OSS_ACCESS_KEY_SECRET", "test")
-    monkeypatch.delenv("OSS_SESSION_TOKEN", raising=False)
-    monkeypatch.setenv("OSS_REGION", OSS_REGION)
     store.put(bucket_name, "t/a", b"small")
     store.put(bucket_name, "t/b/c", os.urandom(2 * PART))
     root = tmp_path / "tree"
