@@ -6,9 +6,11 @@ import copy
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import oss2
 import oss2.exceptions
+import oss2.http
 import requests
 import requests.adapters
 import requests.utils
@@ -19,6 +21,7 @@ from ..listing import ListedObject, http_date, quoted_etag
 from ..model import Checksum, ObjectStat
 from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
 from ._http import check_partial_response, error_class
+from ._wire import Origin, Pool, Response
 
 
 def _translate(exc: oss2.exceptions.OssError, what: str) -> PartdlError:
@@ -103,6 +106,59 @@ def _private_session(bucket: oss2.Bucket, key: str, pool_size: int | None) -> An
     return outer
 
 
+def _seconds(value: object) -> float | None:
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return None if value is None else float(value)
+    raise TypeError(value)
+
+
+def _timeouts(value: object) -> tuple[float | None, float | None] | None:
+    """requests' ``timeout`` (one number, or connect and read) as two numbers."""
+    pair = value if isinstance(value, tuple) and len(value) == 2 else (value, value)
+    try:
+        return _seconds(pair[0]), _seconds(pair[1])
+    except TypeError:
+        return None
+
+
+def _wire_pool(bucket: oss2.Bucket, key: str, pool_size: int | None) -> Pool | None:
+    """partdl's own connection pool for the bucket's GETs, or None to send them with oss2.
+
+    Only where the private session would add nothing to a request: no proxy for the
+    endpoint, a stock adapter without retries, no session auth, client certificate,
+    parameters, cookies or hooks, an auth object oss2 signs with. Anything else the
+    caller configured is honoured by sending through oss2 as before.
+    """
+    outer = bucket.session
+    session = getattr(outer, "session", None)
+    if type(outer) is not oss2.Session or not isinstance(session, requests.Session):
+        return None
+    if session.trust_env or not callable(getattr(bucket.auth, "_sign_request", None)):
+        return None  # not settled by _private_session, or an auth of another kind
+    url = bucket._make_url(bucket.bucket_name, key)
+    parts = urlsplit(url)
+    proxies = {**session.proxies, **(getattr(bucket, "proxies", None) or {})}
+    if parts.scheme not in ("http", "https") or requests.utils.select_proxy(url, proxies):
+        return None
+    adapter = session.get_adapter(url)
+    retries = getattr(getattr(adapter, "max_retries", None), "total", None)
+    if type(adapter) is not requests.adapters.HTTPAdapter or retries not in (0, None, False):
+        return None
+    hooks = any(session.hooks.get(name) for name in session.hooks)
+    if session.auth is not None or session.cert or session.params or session.cookies or hooks:
+        return None
+    verify = session.verify
+    timeouts = _timeouts(bucket.timeout)
+    if not isinstance(verify, bool | str) or timeouts is None or parts.hostname is None:
+        return None
+    connect, read = timeouts
+    host = parts.hostname
+    if ":" in host and parts.port is None:
+        host = f"[{host}]"  # http.client reads a port after the last colon otherwise
+    origin = Origin(parts.scheme, host, parts.port, connect, read, verify)
+    return Pool(origin, pool_size or oss2.defaults.connection_pool_size)
+
+
 def _private_bucket(bucket: oss2.Bucket, key: str, pool_size: int | None) -> oss2.Bucket:
     """A shallow copy of the caller's bucket for partdl's requests; theirs is untouched.
 
@@ -117,6 +173,11 @@ def _private_bucket(bucket: oss2.Bucket, key: str, pool_size: int | None) -> oss
     if session is not None:
         private.session = session
     return private
+
+
+def _length(headers: Mapping[str, str]) -> int:
+    length = headers.get("Content-Length", "")
+    return int(length) if length.isdigit() else -1
 
 
 def refuse_client_side_encryption(bucket: oss2.Bucket) -> None:
@@ -140,6 +201,7 @@ class OssBackend:
         pool_size: int | None = None,
     ) -> None:
         self._bucket = _private_bucket(bucket, key, pool_size)
+        self._wire = _wire_pool(self._bucket, key, pool_size)
         self._key = key
         self._version_id = version_id
         self._stall_timeout = stall_timeout
@@ -167,26 +229,68 @@ class OssBackend:
             version_id=headers.get("x-oss-version-id") or self._version_id,
         )
 
-    def read(self, start: int, end: int, stat: ObjectStat) -> Urllib3Body:
+    def read(self, start: int, end: int, stat: ObjectStat) -> Urllib3Body | Response:
         headers = dict(self._headers)
         if stat.etag:
             headers["If-Match"] = stat.etag
+        what = f"GET {self.source} bytes {start}-{end - 1}"
+        if self._wire is not None:
+            headers["Range"] = f"bytes={start}-{end - 1}"
+            response = self._send(headers, what)
+            found: Mapping[str, str] = response.headers
+            body: Urllib3Body | Response = response
+            status = response.status
+        else:
+            try:
+                result = self._bucket.get_object(
+                    self._key, byte_range=(start, end - 1), headers=headers, params=self._params
+                )
+            except oss2.exceptions.OssError as exc:
+                raise _translate(exc, what) from exc
+            except NETWORK_ERRORS as exc:
+                raise TransientError(f"GET {self.source}: {exc!r}") from exc
+            response_: Any = result.resp.response
+            body = Urllib3Body(response_.raw, end - start, stall_timeout=self._stall_timeout)
+            found, status = result.headers, result.status
         try:
-            result = self._bucket.get_object(
-                self._key, byte_range=(start, end - 1), headers=headers, params=self._params
-            )
-        except oss2.exceptions.OssError as exc:
-            raise _translate(exc, f"GET {self.source} bytes {start}-{end - 1}") from exc
-        except NETWORK_ERRORS as exc:
-            raise TransientError(f"GET {self.source}: {exc!r}") from exc
-        response: Any = result.resp.response
-        body = Urllib3Body(response.raw, end - start, stall_timeout=self._stall_timeout)
-        try:
-            check_partial_response(result.status, result.headers, start, end, stat)
+            check_partial_response(status, found, start, end, stat)
         except PartdlError:
             body.close()
             raise
         return body
+
+    def _send(self, headers: dict[str, str], what: str) -> Response:
+        """One GET through partdl's own pool, signed by the bucket's oss2 auth.
+
+        An error answer becomes partdl's error here, as :func:`_translate` does for
+        oss2's; a good one comes back with its body unread, under the stall timeout.
+        """
+        assert self._wire is not None
+        bucket = self._bucket
+        request = oss2.http.Request(
+            "GET",
+            bucket._make_url(bucket.bucket_name, self._key),
+            params=dict(self._params or {}),
+            headers=headers,
+            app_name=getattr(bucket, "app_name", ""),
+            region=getattr(bucket, "region", None),
+            product=getattr(bucket, "product", "oss"),
+            cloudbox_id=getattr(bucket, "cloudbox_id", None),
+        )
+        bucket.auth._sign_request(request, bucket.bucket_name, self._key)
+        target = urlsplit(request.url).path or "/"
+        if request.params:
+            target += "?" + urlencode(request.params)
+        merged = {**bucket.session.session.headers, **request.headers}
+        sent = {name: value for name, value in merged.items() if value is not None}
+        response = self._wire.send("GET", target, sent, what)
+        if not 200 <= response.status < 300:
+            code = response.error_code()
+            raise error_class(response.status, code)(
+                f"{what}: HTTP {response.status} {code}".rstrip()
+            )
+        response.stall_after(self._stall_timeout)
+        return response
 
     # -- trees of objects (partdl.batch) -----------------------------------------------
 
@@ -198,24 +302,29 @@ class OssBackend:
         sibling._params = None
         return sibling
 
-    def read_whole(self, etag: str | None) -> tuple[ObjectStat, Urllib3Body]:
+    def read_whole(self, etag: str | None) -> tuple[ObjectStat, Urllib3Body | Response]:
         """GET the whole object; its stat comes from the answer's headers, not a HEAD."""
         headers = dict(self._headers)
         if etag:
             headers["If-Match"] = etag
         what = f"GET {self.source}"
-        try:
-            result = self._bucket.get_object(self._key, headers=headers, params=self._params)
-        except oss2.exceptions.OssError as exc:
-            raise _translate(exc, what) from exc
-        except NETWORK_ERRORS as exc:
-            raise TransientError(f"{what}: {exc!r}") from exc
-        response: Any = result.resp.response
-        found = result.headers
-        length = found.get("Content-Length", "")
-        size = int(length) if length.isdigit() else -1
-        body = Urllib3Body(response.raw, max(size, 0), stall_timeout=self._stall_timeout)
-        if result.status != 200 or size < 0:
+        body: Urllib3Body | Response
+        if self._wire is not None:
+            response = self._send(headers, what)
+            found: Mapping[str, str] = response.headers
+            body, status = response, response.status
+        else:
+            try:
+                result = self._bucket.get_object(self._key, headers=headers, params=self._params)
+            except oss2.exceptions.OssError as exc:
+                raise _translate(exc, what) from exc
+            except NETWORK_ERRORS as exc:
+                raise TransientError(f"{what}: {exc!r}") from exc
+            raw: Any = result.resp.response.raw
+            found, status = result.headers, result.status
+            body = Urllib3Body(raw, max(_length(found), 0), stall_timeout=self._stall_timeout)
+        size = _length(found)
+        if status != 200 or size < 0:
             body.close()
             raise TransientError(f"{what}: expected HTTP 200 with a Content-Length")
         crc = found.get("x-oss-hash-crc64ecma", "")

@@ -1,0 +1,282 @@
+"""partdl's own HTTP client (partdl/backends/_wire.py) and when the OSS backend uses it.
+
+The client is exercised against real servers on loopback: a small HTTP/1.1 server
+that can drop kept-alive connections while idle, the same over TLS (a CA made by
+trustme), and the local object store through oss2 buckets configured both ways.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import oss2
+import pytest
+import requests
+import requests.adapters
+import trustme
+
+import partdl
+from partdl.backends._wire import Origin, Pool
+from partdl.backends.oss import OssBackend
+from partdl.errors import PartdlError, TransientError
+from tests.store import LocalStore
+
+BODY = os.urandom(200_000)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.lock:
+            self.server.connections += 1
+
+    def do_GET(self) -> None:
+        data = BODY
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        # Closing without saying so is what a server does to a connection it let idle.
+        self.close_connection = self.server.drop_after_each
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, *, drop_after_each: bool, tls: ssl.SSLContext | None) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.drop_after_each = drop_after_each
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    servers: list[_Server] = []
+
+    def start(*, drop_after_each: bool = False, tls: ssl.SSLContext | None = None) -> _Server:
+        server = _Server(drop_after_each=drop_after_each, tls=tls)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _get_all(pool: Pool, *, stop_after: int | None = None) -> bytes:
+    response = pool.send("GET", "/b/k", {}, "GET test")
+    buffer = memoryview(bytearray(64 * 1024))
+    received = bytearray()
+    try:
+        while stop_after is None or len(received) < stop_after:
+            count = response.readinto(buffer)
+            if count == 0:
+                break
+            received += buffer[:count]
+    finally:
+        response.close()
+    return bytes(received)
+
+
+def _pool(port: int, scheme: str = "http", verify: bool | str = True) -> Pool:
+    return Pool(Origin(scheme, "127.0.0.1", port, 5.0, 5.0, verify), 2)
+
+
+def test_a_connection_read_to_its_end_is_kept_and_reused(serve: Any) -> None:
+    server = serve()
+    pool = _pool(server.port)
+
+    assert [_get_all(pool) for _ in range(3)] == [BODY] * 3
+    assert server.connections == 1
+    pool.close()
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_an_error(
+    serve: Any,
+) -> None:
+    server = serve(drop_after_each=True)
+    pool = _pool(server.port)
+
+    assert [_get_all(pool) for _ in range(3)] == [BODY] * 3
+    assert server.connections == 3
+
+
+def test_a_body_closed_early_takes_its_connection_with_it(serve: Any) -> None:
+    server = serve()
+    pool = _pool(server.port)
+
+    assert len(_get_all(pool, stop_after=1)) < len(BODY)
+    assert _get_all(pool) == BODY  # not the rest of the first answer
+    assert server.connections == 2
+
+
+def test_a_refused_connection_is_transient(serve: Any) -> None:
+    server = serve()
+    port = server.port
+    server.shutdown()
+    server.server_close()
+
+    with pytest.raises(TransientError, match="no answer"):
+        _get_all(_pool(port))
+
+
+@pytest.fixture(scope="module")
+def authority() -> trustme.CA:
+    return trustme.CA()
+
+
+def _tls(authority: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    return context
+
+
+def test_https_to_a_server_the_bundle_trusts(
+    serve: Any, authority: trustme.CA, tmp_path: Path
+) -> None:
+    server = serve(tls=_tls(authority))
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+
+    assert _get_all(_pool(server.port, "https", str(bundle))) == BODY
+    assert _get_all(_pool(server.port, "https", False)) == BODY
+
+
+def test_an_untrusted_certificate_is_a_clear_error_and_not_retried(
+    serve: Any, authority: trustme.CA
+) -> None:
+    server = serve(tls=_tls(authority))
+
+    with pytest.raises(PartdlError, match="TLS certificate was refused") as caught:
+        _get_all(_pool(server.port, "https", True))
+    assert not isinstance(caught.value, TransientError)
+
+
+# -- when the OSS backend sends through it -------------------------------------------------
+
+
+def _bucket(endpoint: str, name: str = "bucket", **options: Any) -> Any:
+    auth = oss2.ProviderAuthV4(oss2.credentials.StaticCredentialsProvider("test", "test"))
+    return oss2.Bucket(auth, endpoint, name, region="cn-hangzhou", **options)
+
+
+class _CountingAdapter(requests.adapters.HTTPAdapter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+
+    def send(self, *args: Any, **kwargs: Any) -> requests.Response:
+        self.sent += 1
+        return super().send(*args, **kwargs)
+
+
+def _with_session_proxy() -> Any:
+    bucket = _bucket("http://127.0.0.1:9")
+    bucket.session.session.proxies = {"http": "http://127.0.0.1:3128"}
+    return bucket
+
+
+def _with_session_auth() -> Any:
+    bucket = _bucket("http://127.0.0.1:9")
+    bucket.session.session.auth = ("user", "password")
+    return bucket
+
+
+def _with_retrying_adapter() -> Any:
+    adapter = requests.adapters.HTTPAdapter(max_retries=3)
+    return _bucket("http://127.0.0.1:9", session=oss2.Session(adapter=adapter))
+
+
+@pytest.mark.parametrize(
+    ("make", "own_client"),
+    [
+        (lambda: _bucket("http://127.0.0.1:9"), True),
+        (lambda: _bucket("https://oss-cn-hangzhou.aliyuncs.com"), True),
+        (lambda: _bucket("http://127.0.0.1:9", proxies={"http": "http://127.0.0.1:3128"}), False),
+        (_with_session_proxy, False),
+        (_with_session_auth, False),
+        (_with_retrying_adapter, False),
+        (
+            lambda: _bucket("http://127.0.0.1:9", session=oss2.Session(adapter=_CountingAdapter())),
+            False,
+        ),
+    ],
+    ids=[
+        "stock",
+        "stock-https",
+        "bucket-proxies",
+        "session-proxies",
+        "session-auth",
+        "adapter-retries",
+        "custom-adapter",
+    ],
+)
+def test_the_oss_backend_sends_itself_only_where_the_session_would_add_nothing(
+    make: Any, own_client: bool
+) -> None:
+    backend = OssBackend(make(), "k", pool_size=4)
+
+    assert (backend._wire is not None) is own_client
+
+
+def test_a_proxy_from_the_environment_keeps_the_requests_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+    assert OssBackend(_bucket("http://example.com"), "k")._wire is None
+
+
+def test_a_bucket_with_a_custom_adapter_downloads_through_it(
+    store: LocalStore, bucket_name: str, tmp_path: Path
+) -> None:
+    data = os.urandom(3 * 256 * 1024 + 7)
+    store.put(bucket_name, "k", data)
+    adapter = _CountingAdapter()
+    bucket = _bucket(store.endpoint, bucket_name, session=oss2.Session(adapter=adapter))
+
+    result = partdl.download_file(bucket, "k", tmp_path / "k", part_size=256 * 1024, task_num=2)
+
+    assert (tmp_path / "k").read_bytes() == data
+    assert result.verified
+    assert adapter.sent == 1 + 4  # the HEAD and one GET per part, all through the adapter
+
+
+def test_the_own_client_signs_requests_the_store_accepts(
+    store: LocalStore, bucket_name: str, tmp_path: Path
+) -> None:
+    data = os.urandom(600_000)
+    store.put(bucket_name, "dir/a b+c.bin", data)
+    bucket = _bucket(store.endpoint, bucket_name)
+
+    result = partdl.download_file(
+        bucket, "dir/a b+c.bin", tmp_path / "out", part_size=256 * 1024, task_num=2
+    )
+
+    assert (tmp_path / "out").read_bytes() == data
+    assert result.verified
+    gets = [seen for seen in store.requests(bucket_name, "GET") if seen.range]
+    assert len(gets) == 3
