@@ -64,8 +64,10 @@ TICK = 0.1
 # slow start cost more than they save.
 MIN_SPLIT = 1 * MiB
 _SPLIT_ALIGN = 64 * KiB
-# A connection's rate is judged only after it has run this long (seconds)...
-SLOW_AGE = 0.5
+# A connection's rate is judged only after it has run this long (seconds): long enough
+# for a kept-alive connection to show its rate, short enough that a crawling one does
+# not hold its loop for long...
+SLOW_AGE = 0.25
 # ...and it is abandoned when under 1/SLOW_FACTOR of its peers' median rate.
 SLOW_FACTOR = 5
 MAX_ABANDONS = 2
@@ -348,8 +350,8 @@ class _Board:
         return None
 
     def task_done(self, state: _TaskState, result: object, error: BaseException | None) -> None:
-        with self._lock:
-            self._events.put(_Settled(state.task, error, result))
+        # No shared state changes: the orchestrator forgets the task when it hears.
+        self._events.put(_Settled(state.task, error, result))
 
     def _new_piece(self, state: _JobState, assembly: _Assembly, start: int, end: int) -> _Piece:
         piece = _Piece(state, assembly, start, end, claimed_to=start)
