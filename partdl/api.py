@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from .backend import Backend
 from .backends import open_backend
-from .backends._body import DEFAULT_STALL_TIMEOUT
 from .backends.subrange import ByteRange, narrowed
 from .batch import (
     BatchProgressCallback,
@@ -42,6 +41,7 @@ from .options import (
     TransferOptions,
     make_target,
 )
+from .plan import DEFAULT_STALL_TIMEOUT
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .backends._body import DEFAULT_STALL_TIMEOUT
 from .errors import InvalidArgumentError, LocalFileError
 from .plan import (
+    DEFAULT_STALL_TIMEOUT,
     MiB,
     choose_part_size,
     validate_part_size,

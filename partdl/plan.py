@@ -60,6 +60,11 @@ def validate_task_num(task_num: int) -> int:
     return task_num
 
 
+# Seconds one read of a body may wait for its next byte before the connection is
+# abandoned and the part resumed on a new one (the SDKs' own read timeouts are 60 s).
+DEFAULT_STALL_TIMEOUT = 30.0
+
+
 def validate_stall_timeout(seconds: float) -> float:
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
         raise InvalidArgumentError(f"stall_timeout must be a positive number, got {seconds!r}")

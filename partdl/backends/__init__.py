@@ -7,8 +7,7 @@ from typing import Any
 
 from ..backend import Backend
 from ..errors import InvalidArgumentError
-from ..plan import validate_stall_timeout
-from ._body import DEFAULT_STALL_TIMEOUT
+from ..plan import DEFAULT_STALL_TIMEOUT, validate_stall_timeout
 from .oss_v2 import OssV2Bucket
 from .s3 import S3Bucket
 

@@ -9,10 +9,9 @@ from typing import Any
 import urllib3.exceptions
 
 from ..errors import TransientError
+from ..plan import DEFAULT_STALL_TIMEOUT
 
-# Seconds one read of a body may wait for its next byte before the connection is
-# abandoned and the part resumed on a new one (the SDKs' own read timeouts are 60 s).
-DEFAULT_STALL_TIMEOUT = 30.0
+__all__ = ["DEFAULT_STALL_TIMEOUT", "NETWORK_ERRORS", "Urllib3Body"]
 
 # Everything a half-read body can raise that a fresh ranged GET may fix.
 NETWORK_ERRORS: tuple[type[BaseException], ...] = (

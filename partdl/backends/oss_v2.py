@@ -11,14 +11,20 @@ import contextlib
 import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..crc import ChecksumAlgorithm
 from ..errors import AccessDeniedError, InvalidArgumentError, PartdlError, TransientError
 from ..listing import ListedObject, http_date, quoted_etag
 from ..model import Checksum, ObjectStat
-from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
+from ..plan import DEFAULT_STALL_TIMEOUT
 from ._http import check_partial_response, error_class
+
+if TYPE_CHECKING:
+    from ._body import Urllib3Body
+
+# urllib3 (behind ``_body``) comes with the SDK: it is imported where the SDK is used,
+# not by ``import partdl``.
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +90,8 @@ def _translate(exc: BaseException, what: str) -> PartdlError:
         | sdk.ObjectNameInvalidError,
     ):
         return InvalidArgumentError(f"{what}: {cause}")
+    from ._body import NETWORK_ERRORS
+
     if isinstance(cause, NETWORK_ERRORS):
         return TransientError(f"{what}: {cause!r}")
     return PartdlError(f"{what}: {cause}")
@@ -111,6 +119,9 @@ class _ChunkBody:
     """
 
     def __init__(self, body: Any, length: int) -> None:
+        from ._body import NETWORK_ERRORS
+
+        self._errors = NETWORK_ERRORS
         self._body = body
         self._chunks: Iterator[bytes] = iter(body.iter_bytes())
         self._pending = memoryview(b"")
@@ -120,7 +131,7 @@ class _ChunkBody:
         if not self._pending:
             try:
                 self._pending = memoryview(next(self._chunks, b""))
-            except NETWORK_ERRORS as exc:  # requests' errors are OSErrors
+            except self._errors as exc:  # requests' errors are OSErrors
                 raise TransientError(f"connection failed mid-body: {exc!r}") from exc
         count = min(len(buffer), len(self._pending))
         buffer[:count] = self._pending[:count]
@@ -129,7 +140,7 @@ class _ChunkBody:
         return count
 
     def close(self) -> None:
-        with contextlib.suppress(*NETWORK_ERRORS):
+        with contextlib.suppress(*self._errors):
             self._body.close()  # an unfinished body takes its connection down with it
 
 
@@ -151,6 +162,8 @@ class OssV2Backend:
         stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
     ) -> None:
         from alibabacloud_oss_v2 import exceptions, models
+
+        from ._body import NETWORK_ERRORS
 
         self._models = models
         self._client = bucket.client
@@ -197,6 +210,8 @@ class OssV2Backend:
         )
 
     def _body(self, result: Any, length: int) -> Urllib3Body | _ChunkBody:
+        from ._body import Urllib3Body
+
         raw = _raw_stream(result.body)
         if raw is not None:
             return Urllib3Body(raw, length, stall_timeout=self._stall_timeout)

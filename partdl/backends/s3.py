@@ -13,7 +13,7 @@ import copy
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from ..crc import ChecksumAlgorithm
 from ..errors import (
@@ -24,8 +24,11 @@ from ..errors import (
 )
 from ..listing import ListedObject, http_date, quoted_etag
 from ..model import Checksum, ObjectStat
-from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
+from ..plan import DEFAULT_STALL_TIMEOUT
 from ._http import check_partial_response, error_class
+
+if TYPE_CHECKING:
+    from ._body import Urllib3Body
 
 
 class S3ExtraArgs(TypedDict, total=False):
@@ -139,6 +142,8 @@ def _translate(exc: BaseException, what: str) -> PartdlError:
     """The one place botocore's errors become partdl's."""
     from botocore import exceptions as sdk
 
+    from ._body import NETWORK_ERRORS
+
     if isinstance(exc, sdk.ClientError):
         error = exc.response.get("Error", {})
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
@@ -176,6 +181,8 @@ class S3Backend:
         stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
     ) -> None:
         from botocore import exceptions as sdk
+
+        from ._body import NETWORK_ERRORS
 
         self._stall_timeout = stall_timeout
         self._bucket = bucket
@@ -224,7 +231,7 @@ class S3Backend:
         )
         # botocore's StreamingBody wraps the urllib3 response; read that directly.
         raw = response["Body"]._raw_stream
-        body = Urllib3Body(raw, end - start, stall_timeout=self._stall_timeout)
+        body = _body(raw, end - start, self._stall_timeout)
         try:
             status = int(response["ResponseMetadata"]["HTTPStatusCode"])
             check_partial_response(status, raw.headers, start, end, stat)
@@ -258,7 +265,7 @@ class S3Backend:
         )
         raw = response["Body"]._raw_stream
         size = int(response.get("ContentLength", -1))
-        body = Urllib3Body(raw, max(size, 0), stall_timeout=self._stall_timeout)
+        body = _body(raw, max(size, 0), self._stall_timeout)
         status = int(response["ResponseMetadata"]["HTTPStatusCode"])
         if status != 200 or size < 0:
             body.close()
@@ -295,6 +302,13 @@ class S3Backend:
                     )
         except self._sdk_errors as exc:
             raise _translate(exc, what) from exc
+
+
+def _body(raw: Any, length: int, stall_timeout: float | None) -> Urllib3Body:
+    # Imported here: urllib3 comes with botocore, not with ``import partdl``.
+    from ._body import Urllib3Body
+
+    return Urllib3Body(raw, length, stall_timeout=stall_timeout)
 
 
 def _rebuilt_backend(

@@ -19,11 +19,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, NoReturn, TypeVar
 
 from .. import __version__
-from ..backends._body import DEFAULT_STALL_TIMEOUT
 from ..backends.subrange import ByteRange
 from ..errors import InvalidArgumentError
 from ..options import DEFAULT_TASK_NUM
-from ..plan import MAX_PART_SIZE, MIN_PART_SIZE
+from ..plan import DEFAULT_STALL_TIMEOUT, MAX_PART_SIZE, MIN_PART_SIZE
 from ..retry import RetryPolicy
 from .exits import EXIT_MEANINGS, ExitCode
 from .sources import Scheme, Source, StoreConfig
