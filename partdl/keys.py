@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import UnsafeKeyError
 
@@ -30,8 +30,7 @@ DEFAULT_PATH_MAX = 4096
 _RESERVED_NAME = re.compile(r".*(\.partdl-[0-9a-f]{8}\.tmp|\.partdl\.lock)", re.DOTALL)
 
 
-@dataclass(frozen=True, slots=True)
-class KeyPath:
+class KeyPath(NamedTuple):
     """Where one key goes, relative to the destination directory."""
 
     parts: tuple[str, ...]
