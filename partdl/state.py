@@ -179,7 +179,9 @@ class TreeState:
                 )
         except sqlite3.Error as exc:
             raise LocalFileError(
-                0, f"cannot record {len(rows)} objects in the state of {self.directory}: {exc}"
+                0,
+                f"cannot record finished objects in the state of {self.directory} "
+                f"({len(rows)} not recorded): {exc}",
             ) from exc
 
     def close(self) -> None:
