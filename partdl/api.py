@@ -6,7 +6,9 @@ and a key), ``download_url`` (an http(s) URL), ``download_prefix`` and
 ``help()`` shows them, builds the options once (validated before any request or
 file) and passes them down: one object to the engine's :class:`Downloader`, many to
 the batch layer and the shared scheduler. The backends never import this module or
-the engine. requests is imported on first use of an HTTP entry point only.
+the engine. requests is imported on first use of an HTTP entry point only, and the
+tree layer (the batch planner, the tree's SQLite state, the filters) on the first
+call of ``download_prefix`` or ``download_many``.
 """
 
 from __future__ import annotations
@@ -20,18 +22,9 @@ from typing import TYPE_CHECKING, Any, cast
 from .backend import Backend
 from .backends import open_backend
 from .backends.subrange import ByteRange, narrowed
-from .batch import (
-    BatchProgressCallback,
-    BatchResult,
-    Entry,
-    ObjectCallback,
-    run_batch,
-)
 from .control import Control
 from .engine import Downloader
 from .errors import InvalidArgumentError
-from .filters import PathFilter
-from .keys import relative_to_prefix
 from .listing import BucketBackend, WholeObjectBackend
 from .model import DownloadResult
 from .options import (
@@ -46,6 +39,8 @@ from .retry import RetryPolicy
 
 if TYPE_CHECKING:
     import requests
+
+    from .batch import BatchProgressCallback, BatchResult, Entry, ObjectCallback
 
 Item = tuple[Any, str, "str | os.PathLike[str]"]
 
@@ -282,6 +277,10 @@ def download_prefix(
     skip decisions and the tree's state stay in this process (see
     :mod:`partdl.distribute`).
     """
+    from .batch import Entry, run_batch
+    from .filters import PathFilter
+    from .keys import relative_to_prefix
+
     options = TransferOptions.of(
         part_size=part_size,
         task_num=task_num,
@@ -349,6 +348,8 @@ def download_many(
     arguments (``executor`` included: without a listing, batches are balanced by
     count), the result and the errors are those of :func:`download_prefix`.
     """
+    from .batch import Entry, run_batch
+
     options = TransferOptions.of(
         part_size=part_size,
         task_num=task_num,

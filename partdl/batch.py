@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import logging
 import os
-import re
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from . import checkpoint as codec
 from . import files
@@ -34,7 +35,15 @@ from .execute import Meter, ObjectOutcome, PlannedObject, Status, execute
 from .keys import KeyPath, PathClaims, key_path
 from .listing import ListedObject, WholeObjectBackend
 from .options import TransferOptions
-from .state import Recorded, TreeLock, TreeState, checkpoint_path, state_dir, unchanged
+from .state import (
+    LOOKUP_CHUNK,
+    Recorded,
+    TreeLock,
+    TreeState,
+    checkpoint_path,
+    state_dir,
+    unchanged,
+)
 
 logger = logging.getLogger("partdl")
 
@@ -91,8 +100,7 @@ class BatchResult:
 # -- planning ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One object to consider: from a listing, or named by the caller."""
 
     key: str
@@ -121,9 +129,6 @@ def folds_case(directory: str) -> bool:
     return False
 
 
-_TEMP_NAME = re.compile(r"(.+)\.partdl-[0-9a-f]{8}\.tmp", re.DOTALL)
-
-
 def sweep_temps(root: str, folder: str) -> None:
     """Remove the temp files of small downloads that died in ``folder`` of the tree.
 
@@ -136,10 +141,10 @@ def sweep_temps(root: str, folder: str) -> None:
     except OSError:
         return
     for name in names:
-        match = _TEMP_NAME.fullmatch(name)
-        if match is None:
+        owner = files.temp_owner(name)
+        if owner is None:
             continue
-        destination = os.path.join(folder, match.group(1))
+        destination = os.path.join(folder, owner)
         relative = os.path.relpath(destination, root).replace(os.sep, "/")
         if os.path.exists(checkpoint_path(root, relative)):
             continue
@@ -178,6 +183,7 @@ class Tree:
         self._path_max = _path_limit(self.root, "PC_PATH_MAX", 4096)
         self._root_length = len(os.fsencode(self.root))
         self._made: set[str] = set()
+        self._made_parents: set[tuple[str, ...]] = set()
         self.large_checkpoints: set[str] = set()
         if not dry_run:
             self._made.add(self.root)
@@ -193,12 +199,14 @@ class Tree:
         self.claims.claim(path, entry.key)
         return path
 
-    def make_folders(self, parts: Iterable[str]) -> None:
+    def make_folders(self, parts: tuple[str, ...]) -> None:
         """Make the folders of a path under the root, refusing any link or file in the way.
 
         Each folder is visited once per run, and then cleared of the temp files a killed
         run left there (one directory scan per folder, not per object).
         """
+        if parts in self._made_parents:  # the folder of the object before, most often
+            return
         current = self.root
         for part in parts:
             current = os.path.join(current, part)
@@ -207,6 +215,7 @@ class Tree:
             make_folder(current)
             self._made.add(current)
             sweep_temps(self.root, current)
+        self._made_parents.add(parts)
 
     def sweep_checkpoints(self) -> None:
         """Drop the checkpoints (and temp files) of large objects this run did not see."""
@@ -223,6 +232,14 @@ class Tree:
                         files.remove_quietly(saved.temp_path)
                 logger.info("removing the checkpoint of an object no longer listed: %s", name)
                 files.remove_quietly(path)
+
+
+def _place(tree: Tree, entry: Entry) -> KeyPath | PartdlError:
+    """The entry's checked and claimed path in ``tree``, or why it cannot have one."""
+    try:
+        return tree.path(entry)
+    except PartdlError as exc:
+        return exc
 
 
 def _head_if_kept(
@@ -242,14 +259,21 @@ def _head_if_kept(
     return ListedObject(backend.source, stat.size, stat.etag, stat.last_modified)
 
 
-@dataclass(slots=True)
 class _Counters:
-    bytes_total: int = 0
-    files_total: int = 0
-    files_done: int = 0
-    files_skipped: int = 0
-    files_failed: int = 0
-    listing_done: bool = False
+    # A plain class: a dataclass costs a millisecond to define, at every first import.
+    __slots__ = (
+        "bytes_total",
+        "files_done",
+        "files_failed",
+        "files_skipped",
+        "files_total",
+        "listing_done",
+    )
+
+    def __init__(self) -> None:
+        self.bytes_total = self.files_total = 0
+        self.files_done = self.files_skipped = self.files_failed = 0
+        self.listing_done = False
 
 
 class _Batch:
@@ -272,13 +296,28 @@ class _Batch:
         self._progress_callback = progress_callback
         self._on_object = on_object
         self._counters = _Counters()
-        self._meter = Meter(self._report)
+        self._meter = Meter(self._tick)
+        self._finished_since_tick = False
         self._last_report = 0.0
         self._last_value: BatchProgress | None = None
         self._claims = PathClaims()
         self.result = BatchResult(dry_run=dry_run)
 
     # -- reporting (calling thread) ------------------------------------------------------
+
+    def _tick(self) -> None:
+        """About every 0.1 s, and after each burst of news: write rows now due, report."""
+        state = self._tree.state if self._tree is not None else None
+        # While objects keep finishing their rows wait, up to FLUSH_INTERVAL; once a
+        # tick passes with none finished, nothing is gained by waiting.
+        if (
+            state is not None
+            and state.queued
+            and (not self._finished_since_tick or state.overdue(time.monotonic()))
+        ):
+            state.flush()
+        self._finished_since_tick = False
+        self._report()
 
     def _report(self, *, force: bool = False) -> None:
         if self._progress_callback is None:
@@ -325,9 +364,11 @@ class _Batch:
     # -- planning (calling thread) -------------------------------------------------------
 
     def _plans(self, entries: Iterable[Entry]) -> Iterator[PlannedObject]:
-        for entry in entries:
+        for entry, path, recorded in self._placed(entries):
             try:
-                plan = self._plan(entry)
+                if isinstance(path, PartdlError):
+                    raise path
+                plan = self._plan(entry, path, recorded)
             except PartdlError as exc:
                 self._finish(
                     ObjectOutcome(
@@ -358,9 +399,42 @@ class _Batch:
         self._counters.listing_done = True
         self._report(force=True)
 
-    def _plan(self, entry: Entry) -> PlannedObject | None:
+    def _placed(
+        self, entries: Iterable[Entry]
+    ) -> Iterator[tuple[Entry, KeyPath | PartdlError | None, Recorded | None]]:
+        """Each entry in order, with its checked path in the tree and its row in the state.
+
+        With rows to look up, entries are read :data:`LOOKUP_CHUNK` at a time for one
+        query each; on a first run (an empty state) they stream one by one.
+        """
         tree = self._tree
         if tree is None:
+            for entry in entries:
+                yield entry, None, None
+            return
+        if tree.state.empty:
+            for entry in entries:
+                yield entry, _place(tree, entry), None
+            return
+        pending = iter(entries)
+        while chunk := [
+            (entry, _place(tree, entry)) for entry in itertools.islice(pending, LOOKUP_CHUNK)
+        ]:
+            rows = tree.state.lookup_many(
+                [
+                    path.relative
+                    for _, path in chunk
+                    if isinstance(path, KeyPath) and not path.is_folder
+                ]
+            )
+            for entry, path in chunk:
+                yield entry, path, rows.get(path.relative) if isinstance(path, KeyPath) else None
+
+    def _plan(
+        self, entry: Entry, path: KeyPath | None, recorded: Recorded | None
+    ) -> PlannedObject | None:
+        tree = self._tree
+        if tree is None or path is None:
             destination = os.path.abspath(entry.relative)
             parts = tuple(p for p in destination.split(os.sep) if p)
             self._claims.claim(KeyPath(parts, is_folder=False), entry.key)
@@ -369,8 +443,7 @@ class _Batch:
                     os.makedirs(os.path.dirname(destination), exist_ok=True)
                 except OSError as exc:
                     raise files.local_error(exc, destination, "make the folder of") from exc
-            return PlannedObject(entry.key, entry.open(), destination, entry.listed, None)
-        path = tree.path(entry)
+            return PlannedObject(entry.key, entry.open(), destination, entry.listed)
         if path.is_folder:
             if not self._dry_run:
                 tree.make_folders(path.parts)
@@ -378,7 +451,6 @@ class _Batch:
         destination = path.under(tree.root)
         backend = entry.open()
         listed = entry.listed
-        recorded = tree.state.lookup(path.relative)
         if listed is None and recorded is not None:
             listed = _head_if_kept(backend, recorded, destination)
         if listed is not None and unchanged(
@@ -391,10 +463,9 @@ class _Batch:
             return None
         if not self._dry_run:
             tree.make_folders(path.parts[:-1])
-        checkpoint = checkpoint_path(tree.root, path.relative)
         if listed is None or not self._options.fits_one_part(listed.size):
-            tree.large_checkpoints.add(checkpoint)
-        return PlannedObject(entry.key, backend, destination, listed, checkpoint, path.relative)
+            tree.large_checkpoints.add(checkpoint_path(tree.root, path.relative))
+        return PlannedObject(entry.key, backend, destination, listed, path.relative, tree.root)
 
     # -- the run -------------------------------------------------------------------------
 
@@ -407,6 +478,7 @@ class _Batch:
         else:
             self._runner(plans, self._options, self._meter, self._outcome)
             if self._tree is not None:
+                self._tree.state.flush()
                 self._tree.sweep_checkpoints()
         self._report(force=True)
         return self.result
@@ -414,19 +486,21 @@ class _Batch:
     def _outcome(self, outcome: ObjectOutcome) -> None:
         if outcome.status is Status.DOWNLOADED:
             self._record(outcome)
+            self._finished_since_tick = True
         self._finish(outcome)
 
     def _record(self, outcome: ObjectOutcome) -> None:
         tree = self._tree
         if tree is None or outcome.result is None or outcome.relative is None:
             return
-        try:
-            info = os.lstat(outcome.path)
-        except OSError:
-            return
+        mtime = outcome.mtime_ns
+        if mtime is None:  # a large object: its file tells
+            try:
+                mtime = os.lstat(outcome.path).st_mtime_ns
+            except OSError:
+                return
         tree.state.record(
-            outcome.relative,
-            Recorded(outcome.source, outcome.result.etag, outcome.size, info.st_mtime_ns),
+            outcome.relative, Recorded(outcome.source, outcome.result.etag, outcome.size, mtime)
         )
 
 

@@ -208,6 +208,7 @@ def _portable(outcome: ObjectOutcome) -> ObjectOutcome:
         result=outcome.result,
         source=outcome.source,
         relative=outcome.relative,
+        mtime_ns=outcome.mtime_ns,
     )
 
 

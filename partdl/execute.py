@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import checkpoint as codec
 from . import files
@@ -66,6 +67,8 @@ class ObjectOutcome:
     """The backend's identity of the object (``oss://bucket/key``), for the tree's state."""
     relative: str | None = None
     """The object's path in its tree's state (:attr:`PlannedObject.relative`)."""
+    mtime_ns: int | None = None
+    """The mtime the finished file was given, for the tree's state (None: not known)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +80,22 @@ class PlannedObject:
     destination: str
     listed: ListedObject | None
     """Size, ETag and Last-Modified from the listing; None for a key given by name."""
-    checkpoint_file: str | None
-    """Where a large object's checkpoint goes (None: beside the destination)."""
     relative: str | None = None
     """The object's path in its tree's state, or None outside a tree."""
+    root: str | None = None
+    """The tree's directory, whose state folder keeps a large object's checkpoint."""
+
+    @property
+    def checkpoint_file(self) -> str | None:
+        """Where the checkpoint goes if the object is large (None: beside the destination).
+
+        Computed only when asked: most objects of a tree take one GET and never need one.
+        """
+        if self.root is None or self.relative is None:
+            return None
+        from .state import checkpoint_path  # the tree's state, SQLite with it: trees only
+
+        return checkpoint_path(self.root, self.relative)
 
 
 class Meter:
@@ -157,8 +172,7 @@ class _Large:
     job: Job | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class _SideDone:
+class _SideDone(NamedTuple):
     """What a side step of a large object came to: a job for the board, a result, an error."""
 
     large: _Large
@@ -361,6 +375,8 @@ class SmallFetcher:
         self._options = options
         self._stop = stop
         self._meter = meter
+        # Read once per run, not per file (a umask changed during the run is not seen).
+        self._umask = files.current_umask()
 
     def fetch(self, plan: PlannedObject, view: memoryview) -> ObjectOutcome | PlannedObject:
         try:
@@ -384,17 +400,18 @@ class SmallFetcher:
                 body.close()
                 return plan
             try:
-                checksum = self._write(plan, stat, body, view)
+                written = self._write(plan, stat, body, view)
             except TransientError as exc:
                 attempts.failed(exc)
                 continue
-            if checksum is None:
+            if written is None:
                 integrity_failures += 1
                 message = f"{plan.backend.source}: the bytes do not match the server's checksum"
                 if integrity_failures > 1:
                     raise IntegrityError(message)
                 logger.warning("%s; downloading it once more", message)
                 continue
+            checksum, mtime = written
             result = DownloadResult(
                 path=plan.destination,
                 size=stat.size,
@@ -407,14 +424,15 @@ class SmallFetcher:
                 parts_reused=0,
                 restarts=integrity_failures,
             )
-            return _done(plan, result)
+            return _done(plan, result, mtime)
 
     def _write(
         self, plan: PlannedObject, stat: ObjectStat, body: RangeBody, view: memoryview
-    ) -> Checksum | None:
+    ) -> tuple[Checksum, int] | None:
         """Stream ``body`` into a new temp file and rename it into place if it checks out.
 
-        Returns the checksum, or None (and nothing written) when it does not match.
+        Returns the checksum and the file's mtime, or None (and nothing written) when
+        the checksum does not match.
         """
         destination = plan.destination
         temp = files.new_temp_path(destination)
@@ -422,7 +440,8 @@ class SmallFetcher:
         update = updater(algorithm)
         written = crc = 0
         try:
-            fd = files.create_temp(temp, stat.size)
+            # No reservation: the bytes follow at once, and a full disk fails the write.
+            fd = files.create_temp(temp, stat.size, reserve=False)
         except BaseException:
             body.close()
             raise
@@ -449,7 +468,8 @@ class SmallFetcher:
                 files.remove_quietly(temp)
                 return None
             when = mtime_ns(stat.last_modified or _listed_modified(plan))
-            _commit(fd, temp, destination, when, durable=self._options.fsync)
+            mode = files.final_mode(destination, self._umask)
+            mtime = _commit(fd, temp, destination, mode, when, durable=self._options.fsync)
         except BaseException as exc:
             if isinstance(exc, TransientError):
                 self._meter.add(-written)
@@ -457,19 +477,26 @@ class SmallFetcher:
                 os.close(fd)
             files.remove_quietly(temp)
             raise
-        return Checksum(algorithm, crc)
+        return Checksum(algorithm, crc), mtime
 
 
 def _listed_modified(plan: PlannedObject) -> str | None:
     return plan.listed.last_modified if plan.listed else None
 
 
-def _commit(fd: int, temp: str, destination: str, when: int | None, *, durable: bool) -> None:
-    """Finish a small object's temp file and rename it into place; ``durable``: fsynced."""
+def _commit(
+    fd: int, temp: str, destination: str, mode: int, when: int | None, *, durable: bool
+) -> int:
+    """Finish a small object's temp file and rename it into place; ``durable``: fsynced.
+
+    Returns the file's mtime as the file system keeps it (``when``, to its precision),
+    which the tree's state records without a stat of its own.
+    """
     try:
-        os.fchmod(fd, files.final_mode(destination))
+        os.fchmod(fd, mode)
         if when is not None:
             os.utime(fd, ns=(time.time_ns(), when))
+        mtime = os.fstat(fd).st_mtime_ns
         if durable:
             os.fsync(fd)
     except OSError as exc:
@@ -481,6 +508,7 @@ def _commit(fd: int, temp: str, destination: str, when: int | None, *, durable: 
         raise files.local_error(exc, destination, "move the download into") from exc
     if durable:
         files.fsync_directory(os.path.dirname(destination))
+    return mtime
 
 
 def _failed(plan: PlannedObject, exc: PartdlError) -> ObjectOutcome:
@@ -496,7 +524,7 @@ def _failed(plan: PlannedObject, exc: PartdlError) -> ObjectOutcome:
     )
 
 
-def _done(plan: PlannedObject, result: DownloadResult) -> ObjectOutcome:
+def _done(plan: PlannedObject, result: DownloadResult, mtime: int | None = None) -> ObjectOutcome:
     return ObjectOutcome(
         plan.key,
         plan.destination,
@@ -505,4 +533,5 @@ def _done(plan: PlannedObject, result: DownloadResult) -> ObjectOutcome:
         result=result,
         source=plan.backend.source,
         relative=plan.relative,
+        mtime_ns=mtime,
     )

@@ -11,6 +11,7 @@ import errno
 import fcntl
 import logging
 import os
+import random
 import re
 import secrets
 import stat
@@ -22,6 +23,7 @@ from .errors import DownloadLockedError, LocalFileError
 logger = logging.getLogger("partdl")
 
 _TEMP_SUFFIX = re.compile(r"\.partdl-[0-9a-f]{8}\.tmp")
+_TEMP_NAME = re.compile(r"(.+)\.partdl-[0-9a-f]{8}\.tmp", re.DOTALL)
 _STAGING_SUFFIX = re.compile(r"\.[0-9a-f]{8}\.new")
 _CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
@@ -31,8 +33,21 @@ def local_error(exc: OSError, path: str, action: str) -> LocalFileError:
     return LocalFileError(exc.errno or 0, f"cannot {action} {path}: {reason}")
 
 
+# Temp names come from a generator seeded once from the OS (again in a forked child,
+# which must not repeat its parent's names), as ``tempfile``'s do: ``secrets`` read
+# ``os.urandom`` for every name, which cost a small object more than its own
+# bookkeeping. A name only has to differ from the other temp files beside the same
+# destination, not to be secret: ``O_EXCL`` and ``O_NOFOLLOW`` refuse a planted file
+# or link. The names keep the form every earlier partdl made, so the temp files of a
+# killed run are recognised (and swept) whichever version made them.
+_names = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_names.seed)
+
+
 def new_temp_path(destination: str) -> str:
-    return f"{destination}.partdl-{secrets.token_hex(4)}.tmp"
+    # One call into C: safe from any thread without a lock.
+    return f"{destination}.partdl-{_names.getrandbits(32):08x}.tmp"
 
 
 def is_temp_for(destination: str, temp_path: str) -> bool:
@@ -40,6 +55,12 @@ def is_temp_for(destination: str, temp_path: str) -> bool:
     if not temp_path.startswith(destination):
         return False
     return _TEMP_SUFFIX.fullmatch(temp_path[len(destination) :]) is not None
+
+
+def temp_owner(name: str) -> str | None:
+    """The name of the file that ``name`` would be partdl's temp file for, if any."""
+    match = _TEMP_NAME.fullmatch(name)
+    return None if match is None else match.group(1)
 
 
 def remove_stale_temps(destination: str) -> None:
@@ -59,12 +80,19 @@ def remove_stale_temps(destination: str) -> None:
             remove_quietly(os.path.join(directory, entry))
 
 
-def create_temp(path: str, size: int) -> int:
-    """Create ``path`` exclusively and reserve ``size`` bytes; return its descriptor."""
+def create_temp(path: str, size: int, *, reserve: bool = True) -> int:
+    """Create ``path`` exclusively and return its descriptor.
+
+    With ``reserve`` the file's ``size`` bytes are allocated first, so a full disk
+    shows before the first request of a large object; an object fetched by one GET
+    is written at once, and the disk says so just as well on that write.
+    """
     try:
         fd = os.open(path, _CREATE_FLAGS, 0o600)
     except OSError as exc:
         raise local_error(exc, path, "create") from exc
+    if not reserve:
+        return fd
     try:
         _preallocate(fd, size)
     except OSError as exc:
@@ -107,7 +135,8 @@ def remove_quietly(path: str) -> None:
         os.unlink(path)
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask, read without changing it (once per run of small objects)."""
     # /proc tells without the set-and-restore dance, which races with other threads.
     try:
         with open("/proc/self/status") as status:
@@ -121,13 +150,17 @@ def _umask() -> int:
     return mask
 
 
-def final_mode(destination: str) -> int:
+def final_mode(destination: str, umask: int | None = None) -> int:
     """Permission bits for the finished file: those of the file it replaces, if any,
-    else ``0666 & ~umask`` as for any file a program creates."""
+    else ``0666 & ~umask`` as for any file a program creates.
+
+    ``umask`` is the one :func:`current_umask` read when the caller began; None reads
+    it now.
+    """
     try:
         return stat.S_IMODE(os.stat(destination).st_mode)
     except OSError:
-        return 0o666 & ~_umask()
+        return 0o666 & ~(current_umask() if umask is None else umask)
 
 
 def fsync_directory(path: str) -> None:

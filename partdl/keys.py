@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import UnsafeKeyError
 
@@ -30,8 +30,7 @@ DEFAULT_PATH_MAX = 4096
 _RESERVED_NAME = re.compile(r".*(\.partdl-[0-9a-f]{8}\.tmp|\.partdl\.lock)", re.DOTALL)
 
 
-@dataclass(frozen=True, slots=True)
-class KeyPath:
+class KeyPath(NamedTuple):
     """Where one key goes, relative to the destination directory."""
 
     parts: tuple[str, ...]
@@ -70,6 +69,34 @@ def key_path(
     path, so that the whole path and partdl's temp name beside it fit ``path_max``.
     An empty ``relative`` (the prefix's own directory marker) is the root folder.
     """
+    is_folder = relative.endswith("/") or relative == ""
+    body = relative[:-1] if relative.endswith("/") else relative
+    parts = tuple(body.split("/")) if body else ()
+    # One pass of C-level tests for the common, plain key; the slow path says why not.
+    if (
+        "\0" in relative
+        or "\\" in relative
+        or "" in parts
+        or "." in parts
+        or ".." in parts
+        or (parts and parts[0] == STATE_DIR)
+        or (parts and not is_folder and _RESERVED_NAME.fullmatch(parts[-1]))
+    ):
+        _refuse(relative, parts, is_folder)
+    size = len(os.fsencode(body))
+    if size > name_max - TEMP_SUFFIX_LENGTH:  # else no name in it can be too long
+        _check_names(relative, parts, is_folder, name_max)
+    length = root_length + 1 + size + TEMP_SUFFIX_LENGTH
+    if parts and length >= path_max:
+        raise UnsafeKeyError(
+            f"key {_shown(relative)}: the path would be {length - TEMP_SUFFIX_LENGTH} bytes "
+            f"long; the file system allows {path_max}"
+        )
+    return KeyPath(parts, is_folder)
+
+
+def _refuse(relative: str, parts: tuple[str, ...], is_folder: bool) -> None:
+    """Raise the UnsafeKeyError that says what is wrong with ``relative`` first."""
     shown = _shown(relative)
     if "\0" in relative:
         raise UnsafeKeyError(f"key {shown} contains a NUL byte")
@@ -77,9 +104,6 @@ def key_path(
         raise UnsafeKeyError(f"key {shown} contains a backslash")
     if relative.startswith("/"):
         raise UnsafeKeyError(f"key {shown} starts with '/' (an absolute path)")
-    is_folder = relative.endswith("/") or relative == ""
-    body = relative[:-1] if relative.endswith("/") else relative
-    parts = tuple(body.split("/")) if body else ()
     for part in parts:
         if part == "":
             raise UnsafeKeyError(f"key {shown} has an empty path segment ('//')")
@@ -87,23 +111,19 @@ def key_path(
             raise UnsafeKeyError(f"key {shown} has a {part!r} segment")
     if parts and parts[0] == STATE_DIR:
         raise UnsafeKeyError(f"key {shown} is inside {STATE_DIR}/, which partdl keeps its state in")
-    if parts and not is_folder and _RESERVED_NAME.fullmatch(parts[-1]):
-        raise UnsafeKeyError(f"key {shown} has a name partdl uses for its temp and lock files")
+    raise UnsafeKeyError(f"key {shown} has a name partdl uses for its temp and lock files")
+
+
+def _check_names(relative: str, parts: tuple[str, ...], is_folder: bool, name_max: int) -> None:
+    """Each name fits ``name_max`` bytes, a file's with room for partdl's temp suffix."""
     for index, part in enumerate(parts):
         room = name_max - (0 if is_folder or index < len(parts) - 1 else TEMP_SUFFIX_LENGTH)
         if len(os.fsencode(part)) > room:
             raise UnsafeKeyError(
-                f"key {shown}: the name {_shown(part)} is {len(os.fsencode(part))} bytes; "
-                f"the file system allows {name_max}"
+                f"key {_shown(relative)}: the name {_shown(part)} is "
+                f"{len(os.fsencode(part))} bytes; the file system allows {name_max}"
                 + ("" if room == name_max else f", less the {TEMP_SUFFIX_LENGTH} of a temp name")
             )
-    length = root_length + 1 + len(os.fsencode(body)) + TEMP_SUFFIX_LENGTH
-    if parts and length >= path_max:
-        raise UnsafeKeyError(
-            f"key {shown}: the path would be {length - TEMP_SUFFIX_LENGTH} bytes long; "
-            f"the file system allows {path_max}"
-        )
-    return KeyPath(parts, is_folder)
 
 
 class PathClaims:
@@ -124,18 +144,12 @@ class PathClaims:
 
     def claim(self, path: KeyPath, key: str) -> None:
         """Record ``path`` for ``key``, or raise UnsafeKeyError if another key has it."""
-        shown = _shown(key)
-        parents = [self._norm("/".join(path.parts[:n])) for n in range(1, len(path.parts))]
-        for parent in parents:
-            if parent in self._files:
-                raise UnsafeKeyError(
-                    f"key {shown} needs a folder {parent!r}, but another key is a file of that name"
-                )
         own = self._norm(path.relative)
+        parents = self._new_parents(own, key)
         if path.is_folder:
             if own in self._files:
                 raise UnsafeKeyError(
-                    f"key {shown} is a folder, but another key is a file of that name"
+                    f"key {_shown(key)} is a folder, but another key is a file of that name"
                 )
             self._folders.update(parents)
             if own:
@@ -143,10 +157,30 @@ class PathClaims:
             return
         if own in self._folders:
             raise UnsafeKeyError(
-                f"key {shown} is a file, but other keys need a folder of that name"
+                f"key {_shown(key)} is a file, but other keys need a folder of that name"
             )
         if own in self._files:
             how = "differing only in case " if self._fold_case else ""
-            raise UnsafeKeyError(f"key {shown} maps to the same file as another key {how}".rstrip())
+            raise UnsafeKeyError(
+                f"key {_shown(key)} maps to the same file as another key {how}".rstrip()
+            )
         self._folders.update(parents)
         self._files.add(own)
+
+    def _new_parents(self, own: str, key: str) -> list[str]:
+        """The folders ``own`` needs that no key needed before; none may be a file."""
+        cut = own.rfind("/")
+        # A known folder's own parents are known too, and none of them is a file.
+        if cut < 0 or own[:cut] in self._folders:
+            return []
+        parents = []
+        while cut >= 0:
+            parents.append(own[:cut])
+            cut = own.rfind("/", 0, cut)
+        for parent in reversed(parents):
+            if parent in self._files:
+                raise UnsafeKeyError(
+                    f"key {_shown(key)} needs a folder {parent!r}, "
+                    "but another key is a file of that name"
+                )
+        return parents

@@ -4,10 +4,23 @@
 mtime partdl gave the file. A later run skips an object only if the listing shows
 the same ETag and size and the file on disk still has that size and mtime, so an
 object overwritten since (even with the same size within the same second) is fetched
-again, and so is a file someone edited locally. SQLite in WAL mode with
-``synchronous=NORMAL`` commits each row without an fsync and never loses a committed
-one when the process dies (with ``fsync=False``, ``synchronous=OFF``: no fsync at
-all, like the files); only the orchestrator thread touches the connection.
+again, and so is a file someone edited locally. Only the orchestrator thread touches
+the connection.
+
+Rows are written in groups: :meth:`TreeState.record` queues a row once its file is
+in place (renamed, and fsynced unless ``fsync=False``), and :meth:`TreeState.flush`
+writes every queued row with one statement. The batch flushes when
+:data:`FLUSH_ROWS` rows wait, when the oldest has waited :data:`FLUSH_INTERVAL`,
+when a tick passes with no object finishing, and always at the end, on an error
+and on close. SQLite in WAL mode with ``synchronous=NORMAL`` never loses a written
+row when the process dies (with ``fsync=False``, ``synchronous=OFF``: no fsync at
+all, like the files). A process killed before a flush loses only the rows still
+queued: those files are complete, but the rerun does not know them and fetches them
+again. A row never names a file that is not in place.
+
+Lookups go a chunk of paths at a time (:meth:`TreeState.lookup_many`), and not at
+all when the table was empty as the run began: a first run, or one after a run that
+finished nothing, asks the database nothing per object.
 
 The same folder holds the checkpoints of large objects being resumed
 (``checkpoints/<digest>.dcp``) and the tree's lock; nothing else is added to the tree.
@@ -21,7 +34,9 @@ import logging
 import os
 import sqlite3
 import stat
-from dataclasses import dataclass
+import time
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from . import files
 from .errors import DownloadLockedError, LocalFileError
@@ -39,10 +54,20 @@ CREATE TABLE IF NOT EXISTS objects (
     mtime_ns INTEGER NOT NULL
 ) WITHOUT ROWID
 """
+# Rows per INSERT and paths per SELECT: far below SQLite's oldest bound of 999
+# variables per statement, and large enough that a statement per group is cheap.
+_ROWS_PER_STATEMENT = 128
+LOOKUP_CHUNK = 256
+"""Paths looked up at once: planning reads this many entries ahead when it looks."""
+FLUSH_ROWS = 256
+"""Queued rows that make the batch write them at once."""
+FLUSH_INTERVAL = 0.1
+"""Seconds the oldest queued row may wait, while objects keep finishing."""
 
 
-@dataclass(frozen=True, slots=True)
-class Recorded:
+class Recorded(NamedTuple):
+    """One row of the state: what partdl put at a path, and the mtime it gave the file."""
+
     source: str
     etag: str | None
     size: int
@@ -66,54 +91,115 @@ class TreeState:
         self.directory = directory
         self._path = os.path.join(state_dir(directory), "state.sqlite")
         self._db: sqlite3.Connection | None = None
+        self._queued: list[tuple[str, str, str | None, int, int]] = []
+        self._queued_since = 0.0
+        self._empty = True
         try:
             if read_only:
                 if os.path.isfile(self._path):
                     self._db = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True)
-                return
-            os.makedirs(os.path.join(state_dir(directory), "checkpoints"), exist_ok=True)
-            self._db = sqlite3.connect(self._path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={'NORMAL' if durable else 'OFF'}")
-            self._db.execute(_SCHEMA)
+            else:
+                os.makedirs(os.path.join(state_dir(directory), "checkpoints"), exist_ok=True)
+                self._db = sqlite3.connect(self._path, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(f"PRAGMA synchronous={'NORMAL' if durable else 'OFF'}")
+                self._db.execute(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise LocalFileError(0, f"cannot open the state of {directory}: {exc}") from exc
+        self._empty = self._db is None or self._is_empty(self._db)
 
-    def lookup(self, relative: str) -> Recorded | None:
-        if self._db is None:
-            return None
+    def _is_empty(self, db: sqlite3.Connection) -> bool:
+        # Each path is planned once per run (the claims refuse a second key for it), so
+        # rows this run writes are never looked up: empty at the start means empty.
         try:
-            row = self._db.execute(
-                "SELECT source, etag, size, mtime_ns FROM objects WHERE path = ?", (relative,)
-            ).fetchone()
+            return db.execute("SELECT 1 FROM objects LIMIT 1").fetchone() is None
         except sqlite3.Error as exc:
             logger.warning("ignoring the state of %s: %s", self.directory, exc)
-            return None
-        return None if row is None else Recorded(*row)
+            return True
+
+    @property
+    def empty(self) -> bool:
+        """Whether the table held no row as the run began: every lookup finds nothing."""
+        return self._empty
+
+    def lookup(self, relative: str) -> Recorded | None:
+        return self.lookup_many((relative,)).get(relative)
+
+    def lookup_many(self, relatives: Sequence[str]) -> dict[str, Recorded]:
+        """The rows of those of ``relatives`` that have one, by path; one query per chunk."""
+        if self._db is None or self._empty or not relatives:
+            return {}
+        found: dict[str, Recorded] = {}
+        try:
+            for start in range(0, len(relatives), LOOKUP_CHUNK):
+                chunk = relatives[start : start + LOOKUP_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    "SELECT path, source, etag, size, mtime_ns FROM objects "
+                    f"WHERE path IN ({marks})",
+                    chunk,
+                ).fetchall()
+                for path, *values in rows:
+                    found[path] = Recorded(*values)
+        except sqlite3.Error as exc:
+            logger.warning("ignoring the state of %s: %s", self.directory, exc)
+            return {}
+        return found
 
     def record(self, relative: str, entry: Recorded) -> None:
+        """Queue the row of a finished object; only once its file is in place."""
         if self._db is None:
             return
-        try:
-            self._db.execute(
-                "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?, ?)",
-                (relative, entry.source, entry.etag, entry.size, entry.mtime_ns),
-            )
-        except sqlite3.Error as exc:
-            raise LocalFileError(0, f"cannot record {relative} in the state: {exc}") from exc
+        if not self._queued:
+            self._queued_since = time.monotonic()
+        self._queued.append((relative, entry.source, entry.etag, entry.size, entry.mtime_ns))
+        if len(self._queued) >= FLUSH_ROWS:
+            self.flush()
 
-    def forget(self, relative: str) -> None:
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("DELETE FROM objects WHERE path = ?", (relative,))
+    @property
+    def queued(self) -> int:
+        return len(self._queued)
+
+    def overdue(self, now: float) -> bool:
+        """Whether the oldest queued row has waited :data:`FLUSH_INTERVAL` or longer."""
+        return bool(self._queued) and now - self._queued_since >= FLUSH_INTERVAL
+
+    def flush(self) -> None:
+        """Write every queued row: one statement per :data:`_ROWS_PER_STATEMENT` rows."""
+        rows, self._queued = self._queued, []
+        if self._db is None or not rows:
+            return
+        try:
+            for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+                group = rows[start : start + _ROWS_PER_STATEMENT]
+                values = ",".join(["(?,?,?,?,?)"] * len(group))
+                self._db.execute(
+                    f"INSERT OR REPLACE INTO objects VALUES {values}",
+                    [value for row in group for value in row],
+                )
+        except sqlite3.Error as exc:
+            raise LocalFileError(
+                0,
+                f"cannot record finished objects in the state of {self.directory} "
+                f"({len(rows)} not recorded): {exc}",
+            ) from exc
 
     def close(self) -> None:
+        """Write what is still queued (a run stopped by an error) and close.
+
+        A run that ends well has flushed already, and raised if that failed; here
+        another error is on its way, which a failing write must not replace.
+        """
+        try:
+            self.flush()
+        except LocalFileError as exc:
+            logger.warning("%s; the rerun fetches those objects again", exc)
         if self._db is not None:
             self._db.close()
             self._db = None
-        # No checkpoint left: the folder goes too, so a finished tree holds only the state.
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.join(state_dir(self.directory), "checkpoints"))
+            # No checkpoint left: the folder goes too, so a finished tree holds only the state.
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(state_dir(self.directory), "checkpoints"))
 
 
 def unchanged(

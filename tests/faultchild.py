@@ -14,6 +14,9 @@ starting with ``{"event": "ready"}``:
   ".new", "nth": 1}`` stops just before the first checkpoint staging file is created,
   ``os.rename`` just before a rename, ``os.remove`` before an unlink; or ``{"progress":
   0.4}`` stops in the progress callback once 40% of the bytes are in.
+- ``{"op": "many", "items": [[key, path], ...], ...}`` runs :func:`partdl.download_many`
+  on those keys of the bucket and answers ``batch``: what was downloaded, and each
+  failed key's error (type, errno, message).
 - ``{"op": "fill", "path": ...}`` writes zeros to ``path`` until the file system is full.
 - ``{"op": "remove", "path": ...}`` deletes a file.
 
@@ -144,6 +147,25 @@ def _download(command: dict[str, Any]) -> None:
     )
 
 
+def _many(command: dict[str, Any]) -> None:
+    bucket = oss_bucket(command["endpoint"], command["bucket"])
+    retry = command.get("retry")
+    try:
+        result = partdl.download_many(
+            [(bucket, key, path) for key, path in command["items"]],
+            part_size=command.get("part_size"),
+            task_num=command.get("task_num", 1),
+            retry=partdl.RetryPolicy(**retry) if retry else None,
+        )
+    except partdl.PartialDownloadError as exc:
+        result = exc.result
+    failed = {
+        key: {"type": type(exc).__name__, "errno": getattr(exc, "errno", None), "message": str(exc)}
+        for key, exc in result.failed.items()
+    }
+    emit(event="batch", downloaded=result.downloaded, failed=failed)
+
+
 def _fill(path: str) -> int:
     """Write zeros to ``path`` until the file system says it is full."""
     chunk = bytes(64 * 1024)
@@ -179,6 +201,8 @@ def main() -> None:
         op = command["op"]
         if op == "download":
             _download(command)
+        elif op == "many":
+            _many(command)
         elif op == "fill":
             emit(event="filled", bytes=_fill(command["path"]))
         elif op == "remove":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,9 @@ from typing import Any
 import pytest
 
 import partdl
+from partdl import files
 from partdl.backends import open_backend
+from partdl.state import LOOKUP_CHUNK
 from tests.helpers import PART
 from tests.store import LocalStore, Seen, oss_v2_client
 from tests.targets import Target, presign
@@ -188,6 +191,106 @@ def test_rerun_sends_only_lists_and_refetches_a_same_size_overwrite_alone(
     ]
     assert (tmp_path / "f03").read_bytes() == changed
     assert edited.read_bytes() == objects[PREFIX + "f07"]
+
+
+def recorded_paths(root: Path) -> list[str]:
+    with sqlite3.connect(f"file:{root / '.partdl' / 'state.sqlite'}?mode=ro", uri=True) as db:
+        return sorted(row[0] for row in db.execute("SELECT path FROM objects"))
+
+
+def test_every_finished_object_is_recorded_once_the_call_returns(
+    store: LocalStore, bucket_name: str, tmp_path: Path
+) -> None:
+    # Rows are written in groups while objects finish; none may be left behind.
+    objects = {f"p/d{i % 3}/f{i:02}": os.urandom(100 + i) for i in range(40)}
+    objects["p/big"] = os.urandom(2 * PART + 3)
+    put_all(store, bucket_name, objects)
+    bucket = store.oss_bucket(bucket_name)
+
+    partdl.download_prefix(bucket, "p/", tmp_path, part_size=PART, task_num=4)
+
+    assert recorded_paths(tmp_path) == sorted(k[2:] for k in objects)
+    seen = Requests(store, bucket_name)
+    again = partdl.download_prefix(bucket, "p/", tmp_path, part_size=PART, task_num=4)
+    assert sorted(again.skipped) == sorted(objects)
+    assert object_requests(seen.take()) == []
+
+
+def test_a_rerun_looks_the_state_up_in_chunks_in_listing_order(
+    store: LocalStore, bucket_name: str, tmp_path: Path
+) -> None:
+    keys = [f"p/{i:04}" for i in range(2 * LOOKUP_CHUNK + 30)]
+    store.put_empty(bucket_name, keys)
+    put_all(store, bucket_name, {"p/x": b"a file named x", "p/x/y": b"needs a folder x"})
+    bucket = store.oss_bucket(bucket_name)
+    with pytest.raises(partdl.PartialDownloadError):
+        partdl.download_prefix(bucket, "p/", tmp_path, task_num=4)
+    gone = keys[5::97]  # a few in every chunk
+    for key in gone:
+        (tmp_path / key[2:]).unlink()
+    seen = Requests(store, bucket_name)
+    outcomes: list[partdl.ObjectOutcome] = []
+
+    with pytest.raises(partdl.PartialDownloadError) as caught:
+        partdl.download_prefix(bucket, "p/", tmp_path, task_num=4, on_object=outcomes.append)
+
+    result = caught.value.result
+    listed = [*keys, "p/x", "p/x/y"]
+    # Skips are decided while planning, so they come in the listing's order.
+    assert result.skipped == [k for k in listed if k not in gone and k != "p/x/y"]
+    assert sorted(result.downloaded) == gone
+    assert list(result.failed) == ["p/x/y"]
+    assert isinstance(result.failed["p/x/y"], partdl.UnsafeKeyError)
+    assert len(outcomes) == len(listed)
+    assert object_requests(seen.take()) == [("GET", k, None) for k in gone]
+    assert tree(tmp_path) == {k[2:]: b"" for k in keys} | {"x": b"a file named x"}
+
+
+def test_only_large_objects_reserve_their_space_up_front(
+    store: LocalStore, bucket_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reserved: list[int] = []
+    real = files._preallocate
+
+    def spy(fd: int, size: int) -> None:
+        reserved.append(size)
+        real(fd, size)
+
+    monkeypatch.setattr(files, "_preallocate", spy)
+    objects = {
+        "p/small": os.urandom(3000),
+        "p/one-part": os.urandom(PART),
+        "p/big": os.urandom(3 * PART + 1),
+    }
+    put_all(store, bucket_name, objects)
+
+    partdl.download_prefix(store.oss_bucket(bucket_name), "p/", tmp_path, part_size=PART)
+
+    assert tree(tmp_path) == {k[2:]: v for k, v in objects.items()}
+    assert reserved == [3 * PART + 1]  # a small object's bytes follow at once
+
+
+def test_small_files_take_the_umask_each_run_finds(
+    store: LocalStore, bucket_name: str, tmp_path: Path
+) -> None:
+    put_all(store, bucket_name, {"p/a": b"a", "p/sub/b": b"b"})
+    bucket = store.oss_bucket(bucket_name)
+    previous = os.umask(0o027)
+    try:
+        partdl.download_prefix(bucket, "p/", tmp_path)
+        assert {p: os.stat(tmp_path / p).st_mode & 0o777 for p in ("a", "sub/b")} == {
+            "a": 0o640,
+            "sub/b": 0o640,
+        }
+        os.umask(0o002)
+        store.put(bucket_name, "p/a", b"a, changed")  # replaces a file: keeps its mode
+        store.put(bucket_name, "p/c", b"c")  # a new file: this run's umask
+        partdl.download_prefix(bucket, "p/", tmp_path)
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a").read_bytes() == b"a, changed"
+    assert os.stat(tmp_path / "a").st_mode & 0o777 == 0o640
+    assert os.stat(tmp_path / "c").st_mode & 0o777 == 0o664
 
 
 class Gate:

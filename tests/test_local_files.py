@@ -200,6 +200,42 @@ def test_disk_filling_up_mid_download_keeps_a_resumable_checkpoint(
     assert box.listing() == ["out"]
 
 
+def test_small_objects_on_a_full_disk_fail_typed_and_leave_the_old_files(
+    tmpfs: Callable[[str], Box], store: LocalStore, bucket_name: str
+) -> None:
+    # A small object's temp file is not reserved up front: the disk says so on a write.
+    data = {"small/a": os.urandom(100 * 1024), "small/b": os.urandom(3000)}
+    for key, value in data.items():
+        store.put(bucket_name, key, value)
+    box = tmpfs("size=1m")
+    box.path("b").write_bytes(OLD)
+    filler = str(box.mount / "filler")
+    box.child.send(op="fill", path=filler)
+    box.child.until("filled")
+    items = [["small/a", str(box.mount / "a")], ["small/b", str(box.mount / "b")]]
+    many = {"endpoint": store.endpoint, "bucket": bucket_name, "items": items, "task_num": 2}
+
+    box.child.send(op="many", **many)
+    event = box.child.until("batch")
+
+    assert event["downloaded"] == []
+    for key, name in (("small/a", "a"), ("small/b", "b")):
+        failure = event["failed"][key]
+        assert (failure["type"], failure["errno"]) == ("LocalFileError", errno.ENOSPC), failure
+        assert f"cannot write to {box.mount / name}.partdl-" in failure["message"], failure
+    assert box.listing() == ["b", "filler"]  # no temp file left, the old file untouched
+    assert box.path("b").read_bytes() == OLD
+
+    box.child.send(op="remove", path=filler)
+    box.child.until("removed")
+    box.child.send(op="many", **many)
+    event = box.child.until("batch")
+    assert (sorted(event["downloaded"]), event["failed"]) == (sorted(data), {})
+    assert box.path("a").read_bytes() == data["small/a"]
+    assert box.path("b").read_bytes() == data["small/b"]
+    assert box.listing() == ["a", "b"]
+
+
 # -- a file-size limit -----------------------------------------------------------------
 
 

@@ -1,0 +1,54 @@
+"""``import partdl`` stays cheap: names load from their modules when first used."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import partdl
+
+# What a program that only imports partdl must not pay for.
+HEAVY = ["partdl.batch", "partdl.execute", "partdl.state", "partdl.engine", "partdl.backends"]
+HEAVY += ["sqlite3", "urllib3", "requests", "http.client", "oss2", "boto3"]
+
+
+def loaded_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code``."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_import_partdl_loads_neither_the_tree_layer_nor_the_http_stack() -> None:
+    loaded = loaded_after("import partdl")
+    assert "partdl" in loaded
+    assert sorted(loaded & set(HEAVY)) == []
+
+
+def test_one_object_entry_points_do_not_load_the_tree_layer() -> None:
+    loaded = loaded_after("import partdl\npartdl.download_file, partdl.download_url")
+    assert "partdl.engine" in loaded
+    assert sorted(loaded & {"partdl.batch", "partdl.state", "sqlite3"}) == []
+
+
+def test_a_batch_name_loads_its_module_then_is_a_plain_attribute() -> None:
+    loaded = loaded_after("from partdl import BatchResult\nassert BatchResult().ok")
+    assert "partdl.batch" in loaded
+
+
+def test_every_public_name_resolves_and_unknown_ones_raise() -> None:
+    assert set(partdl.__all__) == {"__version__", *partdl._MODULE_OF}  # complete
+    for name in partdl.__all__:
+        assert getattr(partdl, name) is not None, name
+    assert set(partdl.__all__) <= set(dir(partdl))
+    assert partdl.Status.SKIPPED.value == "skipped"
+    assert partdl.BatchResult.__module__ == "partdl.batch"
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        partdl.nothing_here  # noqa: B018
+    with pytest.raises(ImportError):
+        exec("from partdl import nothing_here")
