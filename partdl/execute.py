@@ -30,6 +30,7 @@ from typing import NamedTuple
 from . import checkpoint as codec
 from . import files
 from .backend import RangeBody
+from .commit import Committer, Finished
 from .crc import ChecksumAlgorithm, updater
 from .engine import ObjectDownload, verify_here
 from .errors import IntegrityError, ObjectChangedDuringRead, PartdlError, TransientError
@@ -154,12 +155,16 @@ def execute(
         Scheduler(options.task_num, options.chunk_size) as scheduler,
         ThreadPoolExecutor(SIDE_THREADS, thread_name_prefix="partdl-side") as side,
     ):
-        run = _Run(plans, options, meter, on_outcome, scheduler, side)
+        committer = Committer() if options.fsync else None
+        run = _Run(plans, options, meter, on_outcome, scheduler, side, committer)
         try:
             scheduler.run(run, on_tick=meter.tick)
         except BaseException as exc:
             run.stop(side, exc)
             raise
+        finally:
+            if committer is not None:
+                committer.close(discard=True)  # empty by now unless the run failed
 
 
 @dataclass(eq=False)
@@ -196,6 +201,7 @@ class _Run:
         on_outcome: Callable[[ObjectOutcome], None],
         scheduler: Scheduler,
         side: ThreadPoolExecutor,
+        committer: Committer | None = None,
     ) -> None:
         self._plans: Iterator[PlannedObject] | None = iter(plans)
         self._options = options
@@ -204,7 +210,11 @@ class _Run:
         self._scheduler = scheduler
         self._side = side
         self._small_stop = threading.Event()
-        self._small = SmallFetcher(options, self._small_stop, meter)
+        self._small = SmallFetcher(
+            options, self._small_stop, meter, committer=committer, deliver=self._deliver
+        )
+        self._committing = 0
+        """Small objects with the group committer: fetched, not yet reported."""
         self._tasks: dict[Task, PlannedObject] = {}
         self._waiting: deque[PlannedObject] = deque()
         """Large objects not started yet: handed back by a small GET, or held for a side thread."""
@@ -239,6 +249,7 @@ class _Run:
             and not self._tasks
             and not self._live
             and not self._ready
+            and self._committing <= 0
         )
 
     def on_part(self, job: Job, done: PartDone) -> None:
@@ -251,6 +262,10 @@ class _Run:
                 raise error  # not a PartdlError: SmallFetcher reports those
             if isinstance(result, PlannedObject):
                 self._waiting.append(result)  # changed since the listing, or larger
+            elif result is COMMITTING:
+                # The committer may already have reported it (the count dips below 0
+                # for a moment); either way the object counts as done only then.
+                self._committing += 1
             else:
                 assert isinstance(result, ObjectOutcome)
                 self._on_outcome(result)
@@ -258,6 +273,16 @@ class _Run:
         large = self._on_board.pop(work)
         large.job = None
         self._on_side(large, lambda: self._settle(large, error))
+
+    def _deliver(self, outcome: ObjectOutcome) -> None:
+        """From the committer's thread: a small object is in place (or failed there)."""
+
+        def committed() -> None:
+            self._committing -= 1
+            self._on_outcome(outcome)
+
+        # False once the run is over: an outcome nobody waits for any more.
+        self._scheduler.call_soon(committed)
 
     # -- planning ----------------------------------------------------------------------
 
@@ -371,14 +396,24 @@ class SmallFetcher:
     engine, which HEADs and pins the new version.
     """
 
-    def __init__(self, options: TransferOptions, stop: threading.Event, meter: Meter) -> None:
+    def __init__(
+        self,
+        options: TransferOptions,
+        stop: threading.Event,
+        meter: Meter,
+        *,
+        committer: Committer | None = None,
+        deliver: Callable[[ObjectOutcome], None] = lambda outcome: None,
+    ) -> None:
         self._options = options
         self._stop = stop
         self._meter = meter
+        self._committer = committer
+        self._deliver = deliver
         # Read once per run, not per file (a umask changed during the run is not seen).
         self._umask = files.current_umask()
 
-    def fetch(self, plan: PlannedObject, view: memoryview) -> ObjectOutcome | PlannedObject:
+    def fetch(self, plan: PlannedObject, view: memoryview) -> Placed | PlannedObject:
         try:
             return self._fetch(plan, view)
         except ObjectChangedDuringRead:
@@ -386,7 +421,7 @@ class SmallFetcher:
         except PartdlError as exc:
             return _failed(plan, exc)
 
-    def _fetch(self, plan: PlannedObject, view: memoryview) -> ObjectOutcome | PlannedObject:
+    def _fetch(self, plan: PlannedObject, view: memoryview) -> Placed | PlannedObject:
         etag = plan.listed.etag if plan.listed else None
         attempts = Attempts(self._options.retry, self._stop, f"GET {plan.backend.source}")
         integrity_failures = 0
@@ -411,7 +446,7 @@ class SmallFetcher:
                     raise IntegrityError(message)
                 logger.warning("%s; downloading it once more", message)
                 continue
-            checksum, mtime = written
+            checksum = written.checksum
             result = DownloadResult(
                 path=plan.destination,
                 size=stat.size,
@@ -424,15 +459,15 @@ class SmallFetcher:
                 parts_reused=0,
                 restarts=integrity_failures,
             )
-            return _done(plan, result, mtime)
+            return self._place(plan, written, _done(plan, result, written.mtime))
 
     def _write(
         self, plan: PlannedObject, stat: ObjectStat, body: RangeBody, view: memoryview
-    ) -> tuple[Checksum, int] | None:
-        """Stream ``body`` into a new temp file and rename it into place if it checks out.
+    ) -> _Written | None:
+        """Stream ``body`` into a new temp file and finish it (mode, mtime) if it checks out.
 
-        Returns the checksum and the file's mtime, or None (and nothing written) when
-        the checksum does not match.
+        Returns the finished file, its descriptor still open, or None (and nothing left)
+        when the checksum does not match.
         """
         destination = plan.destination
         temp = files.new_temp_path(destination)
@@ -468,8 +503,7 @@ class SmallFetcher:
                 files.remove_quietly(temp)
                 return None
             when = mtime_ns(stat.last_modified or _listed_modified(plan))
-            mode = files.final_mode(destination, self._umask)
-            mtime = _commit(fd, temp, destination, mode, when, durable=self._options.fsync)
+            mtime = _finish(fd, temp, files.final_mode(destination, self._umask), when)
         except BaseException as exc:
             if isinstance(exc, TransientError):
                 self._meter.add(-written)
@@ -477,38 +511,76 @@ class SmallFetcher:
                 os.close(fd)
             files.remove_quietly(temp)
             raise
-        return Checksum(algorithm, crc), mtime
+        return _Written(Checksum(algorithm, crc), mtime, fd, temp)
+
+    def _place(self, plan: PlannedObject, written: _Written, outcome: ObjectOutcome) -> Placed:
+        """Put a verified temp file into place, or hand it to the group committer."""
+        if self._committer is None:
+            _put_in_place(written.fd, written.temp, plan.destination, durable=self._options.fsync)
+            return outcome
+        deliver = self._deliver
+
+        def done(error: PartdlError | None) -> None:
+            deliver(outcome if error is None else _failed(plan, error))
+
+        self._committer.submit(Finished(written.fd, written.temp, plan.destination, done))
+        return COMMITTING
 
 
 def _listed_modified(plan: PlannedObject) -> str | None:
     return plan.listed.last_modified if plan.listed else None
 
 
-def _commit(
-    fd: int, temp: str, destination: str, mode: int, when: int | None, *, durable: bool
-) -> int:
-    """Finish a small object's temp file and rename it into place; ``durable``: fsynced.
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """A verified temp file, its mode and mtime set, its descriptor still open."""
 
-    Returns the file's mtime as the file system keeps it (``when``, to its precision),
-    which the tree's state records without a stat of its own.
-    """
+    checksum: Checksum
+    mtime: int
+    fd: int
+    temp: str
+
+
+class _Committing(enum.Enum):
+    COMMITTING = "committing"
+
+
+COMMITTING = _Committing.COMMITTING
+"""A small object's outcome comes later, from the group committer."""
+
+Placed = ObjectOutcome | _Committing
+
+
+def _finish(fd: int, temp: str, mode: int, when: int | None) -> int:
+    """Give a small object's temp file its mode and mtime; return the mtime as the file
+    system keeps it (``when``, to its precision), which the tree's state records."""
     try:
         os.fchmod(fd, mode)
         if when is not None:
             os.utime(fd, ns=(time.time_ns(), when))
-        mtime = os.fstat(fd).st_mtime_ns
-        if durable:
-            os.fsync(fd)
+        return os.fstat(fd).st_mtime_ns
     except OSError as exc:
         raise files.local_error(exc, temp, "finish") from exc
-    os.close(fd)
+
+
+def _put_in_place(fd: int, temp: str, destination: str, *, durable: bool) -> None:
+    """Rename a finished temp file into place; ``durable``: fsynced, then its folder."""
+    try:
+        try:
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        files.remove_quietly(temp)
+        raise files.local_error(exc, temp, "finish") from exc
     try:
         os.replace(temp, destination)
     except OSError as exc:
+        files.remove_quietly(temp)
         raise files.local_error(exc, destination, "move the download into") from exc
     if durable:
         files.fsync_directory(os.path.dirname(destination))
-    return mtime
 
 
 def _failed(plan: PlannedObject, exc: PartdlError) -> ObjectOutcome:

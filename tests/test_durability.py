@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import partdl
-from partdl import cli, files
+from partdl import cli, commit, files
 from tests.helpers import OSS_REGION, PART, leftovers
 from tests.store import LocalStore
 
@@ -45,6 +45,18 @@ class SyncLog:
 
         monkeypatch.setattr(os, "replace", replace)
         monkeypatch.setattr(os, "unlink", unlink)
+        real_syncfs = commit._syncfs()
+        assert real_syncfs is not None  # the suite runs on Linux
+
+        def syncfs(fd: int) -> int:
+            self._note("syncfs", os.readlink(f"/proc/self/fd/{fd}"))
+            return real_syncfs(fd)
+
+        monkeypatch.setattr(commit, "_syncfs", lambda: syncfs)
+
+    def index(self, call: str, part: str) -> int:
+        """Where the first ``call`` whose path contains ``part`` is in the log."""
+        return next(i for i, (c, what) in enumerate(self.events) if c == call and part in what)
 
     def _on_fd(self, name: str, real: Callable[[int], None]) -> Callable[[int], None]:
         def wrapper(fd: int) -> None:
@@ -161,8 +173,15 @@ def test_a_tree_honours_fsync_for_small_files_and_folders_too(
         return
     for folder in (root / "a", root / "b", root):
         assert str(folder) in synced
+    # The large object's temp file is fsynced before its rename; the small ones are
+    # flushed by the group committer's syncfs, then renamed, then their folder synced.
     temps = {Path(what).name.split(".partdl-")[0] for what in synced if what.endswith(".tmp")}
-    assert temps == {"big.bin", "small.bin", "c"}
+    assert temps == {"big.bin"}
+    for name, folder in (("small.bin", root / "b"), ("c", root)):
+        renamed = log.index("replace", f"-> {folder / name}")
+        # One syncfs flushes a whole batch: it names only one of its files.
+        assert any(call == "syncfs" for call, _ in log.events[:renamed])
+        assert any(call == "fsync" and what == str(folder) for call, what in log.events[renamed:])
 
 
 @pytest.fixture
