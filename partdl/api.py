@@ -339,7 +339,8 @@ def download_many(
 
     ``bucket`` is any bucket :func:`partdl.download_file` takes (they may differ from
     item to item), or None with ``key`` an http(s):// URL (``session`` then serves
-    every URL). Items are read as they are needed, so a generator of any length works.
+    every URL). Items are read as they are needed (on a rerun into a ``directory`` with
+    a state, 256 ahead, to look them up at once), so a generator of any length works.
     Without ``directory`` each ``path`` is used as given (its folders are made) and a
     large object's checkpoint sits beside it. With ``directory``, paths are relative
     to it, checked like keys of a tree, and unchanged objects are skipped on a rerun,

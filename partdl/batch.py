@@ -494,7 +494,7 @@ class _Batch:
         if tree is None or outcome.result is None or outcome.relative is None:
             return
         mtime = outcome.mtime_ns
-        if mtime is None:  # a large object: its file tells
+        if mtime is None:  # not taken where the file was finished: the file tells
             try:
                 mtime = os.lstat(outcome.path).st_mtime_ns
             except OSError:

@@ -69,7 +69,8 @@ class ObjectOutcome:
     relative: str | None = None
     """The object's path in its tree's state (:attr:`PlannedObject.relative`)."""
     mtime_ns: int | None = None
-    """The mtime the finished file was given, for the tree's state (None: not known)."""
+    """For a downloaded object: the mtime of the file it put in place, as the tree's
+    state records it (taken before the outcome reached the calling thread)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +183,8 @@ class _SideDone(NamedTuple):
 
     large: _Large
     value: Job | DownloadResult | BaseException
+    mtime: int | None = None
+    """For a result: the mtime of the file in place, taken on the side thread."""
 
 
 class _Run:
@@ -334,11 +337,14 @@ class _Run:
         self._side_busy += 1
 
         def run() -> None:
+            mtime = None
             try:
                 value: Job | DownloadResult | BaseException = step()
+                if isinstance(value, DownloadResult):
+                    mtime = _mtime_of(large.download.destination)
             except BaseException as exc:
                 value = exc
-            self._scheduler.call_soon(lambda: self._side_done(_SideDone(large, value)))
+            self._scheduler.call_soon(lambda: self._side_done(_SideDone(large, value, mtime)))
 
         self._side.submit(run)
 
@@ -354,7 +360,7 @@ class _Run:
         self._release(large)
         if isinstance(value, DownloadResult):
             self._meter.untrack(large.download.progress, keep=True)
-            self._on_outcome(_done(large.plan, value))
+            self._on_outcome(_done(large.plan, value, done.mtime))
         elif isinstance(value, PartdlError):
             self._meter.untrack(large.download.progress, keep=False)
             self._on_outcome(_failed(large.plan, value))
@@ -581,6 +587,13 @@ def _put_in_place(fd: int, temp: str, destination: str, *, durable: bool) -> Non
         raise files.local_error(exc, destination, "move the download into") from exc
     if durable:
         files.fsync_directory(os.path.dirname(destination))
+
+
+def _mtime_of(path: str) -> int | None:
+    try:
+        return os.lstat(path).st_mtime_ns
+    except OSError:
+        return None
 
 
 def _failed(plan: PlannedObject, exc: PartdlError) -> ObjectOutcome:

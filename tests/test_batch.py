@@ -206,10 +206,17 @@ def test_every_finished_object_is_recorded_once_the_call_returns(
     objects["p/big"] = os.urandom(2 * PART + 3)
     put_all(store, bucket_name, objects)
     bucket = store.oss_bucket(bucket_name)
+    outcomes: list[partdl.ObjectOutcome] = []
 
-    partdl.download_prefix(bucket, "p/", tmp_path, part_size=PART, task_num=4)
+    partdl.download_prefix(
+        bucket, "p/", tmp_path, part_size=PART, task_num=4, on_object=outcomes.append
+    )
 
     assert recorded_paths(tmp_path) == sorted(k[2:] for k in objects)
+    # Each outcome tells the mtime its file kept, small or large: what the state records.
+    assert {o.key: o.mtime_ns for o in outcomes} == {
+        k: os.stat(tmp_path / k[2:]).st_mtime_ns for k in objects
+    }
     seen = Requests(store, bucket_name)
     again = partdl.download_prefix(bucket, "p/", tmp_path, part_size=PART, task_num=4)
     assert sorted(again.skipped) == sorted(objects)
