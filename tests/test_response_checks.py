@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from partdl.backends._http import check_partial_response, check_same_object
+from partdl.backends._http import body_failure, check_partial_response, check_same_object
 from partdl.errors import ObjectChangedDuringRead, TransientError
 from partdl.model import ObjectStat
 
@@ -79,3 +79,20 @@ def test_ranged_answers(
         return
     with pytest.raises(error):
         check_partial_response(status, headers, 0, 100, PINNED)
+
+
+@pytest.mark.parametrize(
+    ("exc", "timeout", "message"),
+    [
+        (TimeoutError("timed out"), 30.0, "the connection stalled: no data for 30 s"),
+        (TimeoutError("timed out"), None, "the connection stalled: no data for the read timeout"),
+        (ConnectionResetError(104, "reset"), 30.0, "connection failed mid-body: Connection"),
+    ],
+)
+def test_a_failed_body_read_is_transient_and_says_which_failure(
+    exc: BaseException, timeout: float | None, message: str
+) -> None:
+    failure = body_failure(exc, timeout)
+
+    assert isinstance(failure, TransientError)
+    assert str(failure).startswith(message)

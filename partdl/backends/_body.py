@@ -8,8 +8,8 @@ from typing import Any
 
 import urllib3.exceptions
 
-from ..errors import TransientError
 from ..plan import DEFAULT_STALL_TIMEOUT
+from ._http import body_failure
 
 __all__ = ["DEFAULT_STALL_TIMEOUT", "NETWORK_ERRORS", "Urllib3Body"]
 
@@ -70,12 +70,8 @@ class Urllib3Body:
                 count = self._direct.readinto(buffer)
             else:
                 count = int(self._raw.readinto(buffer))
-        except TimeoutError as exc:
-            waited = self._stall_timeout
-            limit = f"{waited:g} s" if waited is not None else "the client's read timeout"
-            raise TransientError(f"the connection stalled: no data for {limit}") from exc
-        except NETWORK_ERRORS as exc:
-            raise TransientError(f"connection failed mid-body: {exc!r}") from exc
+        except NETWORK_ERRORS as exc:  # TimeoutError (a stall) is an OSError
+            raise body_failure(exc, self._stall_timeout) from exc
         self._remaining -= count
         return count
 

@@ -18,6 +18,15 @@ from ..model import ObjectStat
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:\d+-\d+|\*)/(\d+|\*)", re.IGNORECASE)
 
 
+def body_failure(exc: BaseException, stall_timeout: float | None) -> TransientError:
+    """What a failed read of a body becomes: a stall (the read timed out) or a broken
+    connection, both retried by resuming the part at its first missing byte."""
+    if isinstance(exc, TimeoutError):
+        limit = f"{stall_timeout:g} s" if stall_timeout is not None else "the read timeout"
+        return TransientError(f"the connection stalled: no data for {limit}")
+    return TransientError(f"connection failed mid-body: {exc!r}")
+
+
 def content_range(start: int, end: int, size: int) -> str:
     return f"bytes {start}-{end - 1}/{size}"
 

@@ -27,8 +27,11 @@ from functools import lru_cache
 from typing import Any
 
 from ..errors import PartdlError, TransientError
-from ._body import NETWORK_ERRORS
+from ._http import body_failure
 
+# Everything a request or a half-read answer can raise that a new connection may fix
+# (urllib3's errors cannot occur here: only http.client and the socket are used).
+_ERRORS: tuple[type[BaseException], ...] = (OSError, http.client.HTTPException)
 # Errors that show a pooled connection was closed by the server while idle.
 _STALE = (
     http.client.RemoteDisconnected,
@@ -169,7 +172,7 @@ class Pool:
                 if reused:
                     continue  # the server closed it while idle: once more, on a new one
                 raise TransientError(f"{what}: no answer ({type(exc).__name__})") from exc
-            except NETWORK_ERRORS as exc:
+            except _ERRORS as exc:
                 connection.close()
                 raise TransientError(f"{what}: no answer ({type(exc).__name__})") from exc
             return Response(self, connection, answer, what)
@@ -207,12 +210,8 @@ class Response:
     def readinto(self, buffer: memoryview, /) -> int:
         try:
             count = self._answer.readinto(buffer)
-        except TimeoutError as exc:
-            waited = self._stall_timeout
-            limit = f"{waited:g} s" if waited is not None else "the read timeout"
-            raise TransientError(f"the connection stalled: no data for {limit}") from exc
-        except NETWORK_ERRORS as exc:
-            raise TransientError(f"connection failed mid-body: {exc!r}") from exc
+        except _ERRORS as exc:  # TimeoutError (a stall) is an OSError
+            raise body_failure(exc, self._stall_timeout) from exc
         return count
 
     def error_code(self) -> str:
@@ -220,7 +219,7 @@ class Response:
         is consumed and the connection let go."""
         try:
             data = self._answer.read(_ERROR_BODY_LIMIT)
-        except NETWORK_ERRORS:  # TimeoutError is an OSError
+        except _ERRORS:  # TimeoutError is an OSError
             data = b""
         match = _CODE.search(data)
         self.close()
