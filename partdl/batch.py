@@ -504,6 +504,42 @@ class _Batch:
         )
 
 
+class _Footprint:
+    """What a tree's run made before anything was fetched, to take back if it fails.
+
+    A run that fails before a single object is in place (a listing refused: no such
+    bucket, access denied) leaves no ``.partdl`` folder it made itself, nor the
+    directory it made; a large object's checkpoint, which would let a rerun resume,
+    keeps them both.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.made_root = not os.path.lexists(root)
+        self.made_state = self.made_root or not os.path.lexists(state_dir(root))
+        self.failed = False
+
+    def _undo(self) -> bool:
+        checkpoints = os.path.join(state_dir(self.root), "checkpoints")
+        # A large object's checkpoint is something to resume: then everything stays.
+        return self.failed and self.made_state and not os.path.lexists(checkpoints)
+
+    def remove_state(self) -> None:
+        if self._undo():
+            for name in ("state.sqlite", "state.sqlite-wal", "state.sqlite-shm"):
+                files.remove_quietly(os.path.join(state_dir(self.root), name))
+
+    def remove_folders(self) -> None:
+        """Only empty folders go: another run that took the lock meanwhile keeps its own."""
+        if not self._undo():
+            return
+        with contextlib.suppress(OSError):
+            os.rmdir(state_dir(self.root))
+        if self.made_root:
+            with contextlib.suppress(OSError):
+                os.rmdir(self.root)
+
+
 def run_batch(
     entries: Iterable[Entry],
     *,
@@ -519,17 +555,21 @@ def run_batch(
     With ``executor`` the transfers run there (see :mod:`partdl.distribute`); the
     planning, the tree's state and the result stay here.
     """
+    footprint: _Footprint | None = None
     with contextlib.ExitStack() as stack:
         tree = None
         if directory is not None:
             root = os.path.abspath(directory)
             if not dry_run:
+                footprint = _Footprint(root)
                 try:
                     os.makedirs(root, exist_ok=True)
                 except OSError as exc:
                     raise files.local_error(exc, root, "make the directory") from exc
                 os.makedirs(state_dir(root), exist_ok=True)
+                stack.callback(footprint.remove_folders)  # last: once the lock is gone
                 stack.enter_context(TreeLock(root))
+                stack.callback(footprint.remove_state)  # after the state closes, under the lock
             tree = Tree(root, dry_run=dry_run, durable=options.fsync)
             stack.callback(tree.state.close)
         runner: Runner = execute
@@ -545,7 +585,12 @@ def run_batch(
             on_object=on_object,
             runner=runner,
         )
-        result = batch.run(entries)
+        try:
+            result = batch.run(entries)
+        except BaseException:
+            if footprint is not None and not batch.result.downloaded:
+                footprint.failed = True
+            raise
     if result.failed:
         count = len(result.failed)
         first = next(iter(result.failed.items()))

@@ -431,11 +431,37 @@ def test_an_object_gone_or_changed_after_the_listing(
     assert tree(tmp_path) == {"changed": newer, "kept": b"k"}
 
 
-def test_a_missing_bucket_is_the_listings_error(
+def test_a_missing_bucket_is_the_listings_error_and_leaves_nothing_behind(
     store: LocalStore, kind: str, tmp_path: Path
 ) -> None:
+    (tmp_path / "empty").mkdir()
+    missing = make_bucket(kind, store, "no-such-bucket")
+
+    for target in (tmp_path / "new" / "tree", tmp_path / "empty"):
+        with pytest.raises(partdl.NotFoundError):
+            partdl.download_prefix(missing, "p/", target)
+
+    # The folder it had to make is gone; the one that was there stays, empty.
+    assert sorted(os.listdir(tmp_path)) == ["empty", "new"]
+    assert os.listdir(tmp_path / "new") == []
+    assert os.listdir(tmp_path / "empty") == []
+
+
+def test_a_failed_listing_keeps_the_state_of_an_earlier_run(
+    store: LocalStore, bucket_name: str, bucket: Any, tmp_path: Path
+) -> None:
+    put_all(store, bucket_name, {"p/a": b"a"})
+    partdl.download_prefix(bucket, "p/", tmp_path)
+    before = state_files(tmp_path)
+
     with pytest.raises(partdl.NotFoundError):
-        partdl.download_prefix(make_bucket(kind, store, "no-such-bucket"), "p/", tmp_path)
+        partdl.download_prefix(make_bucket("oss", store, "no-such-bucket"), "p/", tmp_path)
+
+    assert state_files(tmp_path) == before
+    assert ".partdl/state.sqlite" in before
+    seen = Requests(store, bucket_name)
+    assert partdl.download_prefix(bucket, "p/", tmp_path).skipped == ["p/a"]
+    assert [r.method for r in seen.take() if r.key] == []
 
 
 def test_dry_run_sends_no_get_and_writes_nothing(
