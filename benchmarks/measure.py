@@ -336,6 +336,8 @@ def tree_command(variant: Variant, endpoint: str, tree: TreeSpec, dest: Path) ->
         argv += ["--processes", str(variant.processes)]
     if variant.dry_run:
         argv.append("--dry-run")
+    if not variant.fsync:
+        argv.append("--no-fsync")
     return argv
 
 
