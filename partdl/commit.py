@@ -143,10 +143,9 @@ def _commit(batch: list[Finished]) -> None:
     for item in batch:
         os.close(item.fd)
         try:
-            os.replace(item.temp, item.destination)
-        except OSError as exc:
-            files.remove_quietly(item.temp)
-            item.done(files.local_error(exc, item.destination, "move the download into"))
+            files.move_into_place(item.temp, item.destination)
+        except PartdlError as exc:
+            item.done(exc)
             continue
         placed.append(item)
     for folder in {os.path.dirname(item.destination) for item in placed}:

@@ -204,7 +204,7 @@ class _Run:
         on_outcome: Callable[[ObjectOutcome], None],
         scheduler: Scheduler,
         side: ThreadPoolExecutor,
-        committer: Committer | None = None,
+        committer: Committer | None,
     ) -> None:
         self._plans: Iterator[PlannedObject] | None = iter(plans)
         self._options = options
@@ -408,8 +408,8 @@ class SmallFetcher:
         stop: threading.Event,
         meter: Meter,
         *,
-        committer: Committer | None = None,
-        deliver: Callable[[ObjectOutcome], None] = lambda outcome: None,
+        committer: Committer | None,
+        deliver: Callable[[ObjectOutcome], None],
     ) -> None:
         self._options = options
         self._stop = stop
@@ -580,11 +580,7 @@ def _put_in_place(fd: int, temp: str, destination: str, *, durable: bool) -> Non
     except OSError as exc:
         files.remove_quietly(temp)
         raise files.local_error(exc, temp, "finish") from exc
-    try:
-        os.replace(temp, destination)
-    except OSError as exc:
-        files.remove_quietly(temp)
-        raise files.local_error(exc, destination, "move the download into") from exc
+    files.move_into_place(temp, destination)
     if durable:
         files.fsync_directory(os.path.dirname(destination))
 

@@ -163,6 +163,15 @@ def final_mode(destination: str, umask: int | None = None) -> int:
         return 0o666 & ~(current_umask() if umask is None else umask)
 
 
+def move_into_place(temp: str, destination: str) -> None:
+    """Rename a finished temp file over ``destination``; if that fails, the temp goes."""
+    try:
+        os.replace(temp, destination)
+    except OSError as exc:
+        remove_quietly(temp)
+        raise local_error(exc, destination, "move the download into") from exc
+
+
 def fsync_directory(path: str) -> None:
     """Make a rename in ``path`` durable; some file systems refuse, which is harmless."""
     try:

@@ -155,9 +155,9 @@ class Pool:
             if connection is None:
                 connection = self.origin.connect()
             try:
-                if connection.sock is not None:
-                    connection.sock.settimeout(self.origin.read_timeout)
                 connection.request(method, target, headers=dict(headers))
+                # The connection may be new (made with the connect timeout) or have kept
+                # the last body's stall timeout: the answer gets the read timeout.
                 if connection.sock is not None:
                     connection.sock.settimeout(self.origin.read_timeout)
                 answer = connection.getresponse()
@@ -175,7 +175,7 @@ class Pool:
             except _ERRORS as exc:
                 connection.close()
                 raise TransientError(f"{what}: no answer ({type(exc).__name__})") from exc
-            return Response(self, connection, answer, what)
+            return Response(self, connection, answer)
 
 
 class Response:
@@ -190,12 +190,10 @@ class Response:
         pool: Pool,
         connection: http.client.HTTPConnection,
         answer: http.client.HTTPResponse,
-        what: str,
     ) -> None:
         self._pool = pool
         self._connection: http.client.HTTPConnection | None = connection
         self._answer = answer
-        self._what = what
         self._stall_timeout: float | None = None
         self.status = answer.status
         self.headers = Headers(answer.msg)

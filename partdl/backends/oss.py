@@ -106,19 +106,16 @@ def _private_session(bucket: oss2.Bucket, key: str, pool_size: int | None) -> An
     return outer
 
 
-def _seconds(value: object) -> float | None:
-    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
-        return None if value is None else float(value)
-    raise TypeError(value)
-
-
 def _timeouts(value: object) -> tuple[float | None, float | None] | None:
-    """requests' ``timeout`` (one number, or connect and read) as two numbers."""
+    """requests' ``timeout`` (one number, or connect and read) as two numbers; None if
+    it is anything else."""
     pair = value if isinstance(value, tuple) and len(value) == 2 else (value, value)
-    try:
-        return _seconds(pair[0]), _seconds(pair[1])
-    except TypeError:
-        return None
+    seconds: list[float | None] = []
+    for v in pair:
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            return None
+        seconds.append(None if v is None else float(v))
+    return seconds[0], seconds[1]
 
 
 def _wire_pool(bucket: oss2.Bucket, key: str, pool_size: int | None) -> Pool | None:
@@ -144,7 +141,7 @@ def _wire_pool(bucket: oss2.Bucket, key: str, pool_size: int | None) -> Pool | N
     retries = getattr(getattr(adapter, "max_retries", None), "total", None)
     if type(adapter) is not requests.adapters.HTTPAdapter or retries not in (0, None, False):
         return None
-    hooks = any(session.hooks.get(name) for name in session.hooks)
+    hooks = any(session.hooks.values())
     if session.auth is not None or session.cert or session.params or session.cookies or hooks:
         return None
     verify = session.verify
@@ -234,30 +231,38 @@ class OssBackend:
         if stat.etag:
             headers["If-Match"] = stat.etag
         what = f"GET {self.source} bytes {start}-{end - 1}"
-        if self._wire is not None:
-            headers["Range"] = f"bytes={start}-{end - 1}"
-            response = self._send(headers, what)
-            found: Mapping[str, str] = response.headers
-            body: Urllib3Body | Response = response
-            status = response.status
-        else:
-            try:
-                result = self._bucket.get_object(
-                    self._key, byte_range=(start, end - 1), headers=headers, params=self._params
-                )
-            except oss2.exceptions.OssError as exc:
-                raise _translate(exc, what) from exc
-            except NETWORK_ERRORS as exc:
-                raise TransientError(f"GET {self.source}: {exc!r}") from exc
-            response_: Any = result.resp.response
-            body = Urllib3Body(response_.raw, end - start, stall_timeout=self._stall_timeout)
-            found, status = result.headers, result.status
+        status, found, body = self._get(headers, what, (start, end))
         try:
             check_partial_response(status, found, start, end, stat)
         except PartdlError:
             body.close()
             raise
         return body
+
+    def _get(
+        self, headers: dict[str, str], what: str, span: tuple[int, int] | None = None
+    ) -> tuple[int, Mapping[str, str], Urllib3Body | Response]:
+        """One GET of the object (of ``span``, ``[start, end)``, when given): the answer's
+        status and headers and its unread body, through partdl's own client where it
+        is used, else through oss2."""
+        if self._wire is not None:
+            if span is not None:
+                headers["Range"] = f"bytes={span[0]}-{span[1] - 1}"
+            response = self._send(headers, what)
+            return response.status, response.headers, response
+        byte_range = (span[0], span[1] - 1) if span is not None else None
+        try:
+            result = self._bucket.get_object(
+                self._key, byte_range=byte_range, headers=headers, params=self._params
+            )
+        except oss2.exceptions.OssError as exc:
+            raise _translate(exc, what) from exc
+        except NETWORK_ERRORS as exc:
+            raise TransientError(f"{what}: {exc!r}") from exc
+        raw: Any = result.resp.response.raw
+        length = span[1] - span[0] if span is not None else max(_length(result.headers), 0)
+        body = Urllib3Body(raw, length, stall_timeout=self._stall_timeout)
+        return result.status, result.headers, body
 
     def _send(self, headers: dict[str, str], what: str) -> Response:
         """One GET through partdl's own pool, signed by the bucket's oss2 auth.
@@ -308,21 +313,7 @@ class OssBackend:
         if etag:
             headers["If-Match"] = etag
         what = f"GET {self.source}"
-        body: Urllib3Body | Response
-        if self._wire is not None:
-            response = self._send(headers, what)
-            found: Mapping[str, str] = response.headers
-            body, status = response, response.status
-        else:
-            try:
-                result = self._bucket.get_object(self._key, headers=headers, params=self._params)
-            except oss2.exceptions.OssError as exc:
-                raise _translate(exc, what) from exc
-            except NETWORK_ERRORS as exc:
-                raise TransientError(f"{what}: {exc!r}") from exc
-            raw: Any = result.resp.response.raw
-            found, status = result.headers, result.status
-            body = Urllib3Body(raw, max(_length(found), 0), stall_timeout=self._stall_timeout)
+        status, found, body = self._get(headers, what)
         size = _length(found)
         if status != 200 or size < 0:
             body.close()
