@@ -40,6 +40,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.server.connections += 1
 
     def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.accepts.append(self.headers.get_all("Accept") or [])
         data = BODY
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
@@ -59,6 +61,7 @@ class _Server(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.lock = threading.Lock()
         self.connections = 0
+        self.accepts: list[list[str]] = []
         self.drop_after_each = drop_after_each
         if tls is not None:
             self.socket = tls.wrap_socket(self.socket, server_side=True)
@@ -280,3 +283,16 @@ def test_the_own_client_signs_requests_the_store_accepts(
     assert result.verified
     gets = [seen for seen in store.requests(bucket_name, "GET") if seen.range]
     assert len(gets) == 3
+
+
+def test_a_header_given_in_another_case_replaces_the_sessions_own(serve: Any) -> None:
+    server = serve()
+    bucket = _bucket(f"http://127.0.0.1:{server.port}")
+    backend = OssBackend(bucket, "k", headers={"accept": "x/y"}, pool_size=2)
+    assert backend._wire is not None
+
+    stat, body = backend.read_whole(None)
+    body.close()
+
+    assert stat.size == len(BODY)
+    assert server.accepts == [["x/y"]]  # not requests' "*/*" beside it

@@ -13,6 +13,7 @@ import oss2.exceptions
 import oss2.http
 import requests
 import requests.adapters
+import requests.structures
 import requests.utils
 
 from ..crc import ChecksumAlgorithm
@@ -286,7 +287,10 @@ class OssBackend:
         target = urlsplit(request.url).path or "/"
         if request.params:
             target += "?" + urlencode(request.params)
-        merged = {**bucket.session.session.headers, **request.headers}
+        # As requests merges them: the request's headers over the session's, whatever
+        # their case, and a None (oss2's way of dropping Accept-Encoding) sends nothing.
+        merged = requests.structures.CaseInsensitiveDict(bucket.session.session.headers)
+        merged.update(request.headers)
         sent = {name: value for name, value in merged.items() if value is not None}
         response = self._wire.send("GET", target, sent, what)
         if not 200 <= response.status < 300:
