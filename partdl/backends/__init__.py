@@ -45,6 +45,13 @@ def open_backend(
             pool_size=pool_size,
             stall_timeout=stall_timeout,
         )
+    if module == "partdl.backends.oss_direct":  # known by name: http.client loads lazily
+        from .oss_direct import OssDirectBackend, OssDirectBucket
+
+        if isinstance(bucket, OssDirectBucket):
+            return OssDirectBackend(
+                bucket, key, version_id=version_id, headers=headers, stall_timeout=stall_timeout
+            )
     if isinstance(bucket, OssV2Bucket):
         from .oss_v2 import OssV2Backend
 

@@ -212,6 +212,21 @@ class Response:
             raise body_failure(exc, self._stall_timeout) from exc
         return count
 
+    def read_all(self, limit: int = 64 * 1024 * 1024) -> bytes:
+        """The whole of a small body (a listing page, a HEAD's empty one); the
+        connection goes back to the pool afterwards."""
+        length = self._answer.length
+        if length is not None and length > limit:
+            self.close()
+            raise TransientError(f"an answer of {length} bytes where at most {limit} fit")
+        try:
+            data = self._answer.read()
+        except _ERRORS as exc:
+            self.close()
+            raise body_failure(exc, self._stall_timeout) from exc
+        self.close()
+        return data
+
     def error_code(self) -> str:
         """The store's error code from an error answer's XML body ('' if none); the body
         is consumed and the connection let go."""
