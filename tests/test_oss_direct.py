@@ -258,6 +258,15 @@ def keys_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         ({"HTTP_PROXY": "http://proxy:3128"}, None, True),
         ({"all_proxy": "http://proxy:3128"}, None, False),
         ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": ".aliyuncs.com"}, None, True),
+        ({"HTTPS_PROXY": "http://p:1", "no_proxy": "aliyuncs.com"}, None, True),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "liyuncs.com"}, None, False),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "*"}, None, True),
+        (
+            {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "oss-cn-hangzhou.aliyuncs.com:443"},
+            None,
+            False,
+        ),
+        ({"https_proxy": "", "HTTPS_PROXY": "http://p:1"}, None, True),  # lowercase wins
         ({}, "1", False),  # V1 is oss2's
     ],
 )
@@ -275,6 +284,26 @@ def test_the_command_uses_its_own_client_unless_a_proxy_or_v1_needs_oss2(
     assert isinstance(bucket, OssDirectBucket) is direct
     if not direct:
         assert type(bucket).__module__.startswith("oss2")
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "bypassed"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.0/8", True),
+        ("10.0.0.0/8", False),
+        ("localhost,127.0.0.1:9000", True),
+        ("127.0.0.1:9001", False),
+        ("", False),
+    ],
+)
+def test_no_proxy_exempts_an_address_by_itself_its_port_or_its_block(
+    keys_env: pytest.MonkeyPatch, no_proxy: str, bypassed: bool
+) -> None:
+    keys_env.setenv("HTTP_PROXY", "http://proxy:3128")
+    keys_env.setenv("NO_PROXY", no_proxy)
+    config = StoreConfig(endpoint="http://127.0.0.1:9000", region=OSS_REGION)
+    assert isinstance(oss_bucket(_source("bkt"), config), OssDirectBucket) is bypassed
 
 
 def test_a_ca_bundle_named_by_the_environment_is_trusted(keys_env: pytest.MonkeyPatch) -> None:

@@ -23,7 +23,7 @@ from ..crc import ChecksumAlgorithm
 from ..errors import InvalidArgumentError, PartdlError, TransientError
 from ..listing import ListedObject, http_date, quoted_etag
 from ..model import Checksum, ObjectStat
-from ._body import DEFAULT_STALL_TIMEOUT
+from ..plan import DEFAULT_STALL_TIMEOUT
 from ._http import check_partial_response, error_class
 from ._oss_sign import Keys, sign
 from ._wire import Headers, Origin, Pool, Response

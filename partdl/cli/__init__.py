@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from . import output, single, tree
+from . import output
 from .exits import EXIT_MEANINGS, ExitCode, exit_code_for
 from .output import BatchBar, ProgressBar
 from .parsing import Mode, UsageError, build_parser, parse, parse_size
@@ -53,10 +53,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INVALID_ARGUMENT
     except SystemExit as exc:  # --help and --version print and exit 0
         return exc.code if isinstance(exc.code, int) else ExitCode.INVALID_ARGUMENT
+    # Each mode imports its own layer: a single object never loads the tree's.
     if args.mode is Mode.TREE:
+        from . import tree
+
         # For many objects -v is a line per object; partdl's own log starts at -vv.
         with output.log_to_stderr(args.quiet, args.verbose - 1):
             return tree.run(args)
+    from . import single
+
     with output.log_to_stderr(args.quiet, args.verbose):
         return single.run(args)
 

@@ -11,13 +11,15 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from tqdm import tqdm
-
-from .. import BatchProgress, BatchResult, ObjectOutcome, Status
 from ..model import DownloadResult
 from .exits import ExitCode, exit_code_for
+
+if TYPE_CHECKING:  # the tree layer loads only in tree mode, tqdm only with a bar
+    from tqdm import tqdm
+
+    from .. import BatchProgress, BatchResult, ObjectOutcome
 
 logger = logging.getLogger("partdl")
 
@@ -42,6 +44,8 @@ class ProgressBar:
     def __call__(self, consumed: int, total: int) -> None:
         bar = self._bar
         if bar is None or consumed < bar.n or total != bar.total:
+            from tqdm import tqdm  # ~70 ms: only once a bar is drawn
+
             self.close()
             self._bar = tqdm(
                 total=total,
@@ -69,6 +73,8 @@ class BatchBar:
     """One tqdm bar for a whole batch: bytes, rate, ETA, and files done of total."""
 
     def __init__(self, stream: TextIO) -> None:
+        from tqdm import tqdm  # ~70 ms: only once a bar is drawn
+
         self._bar: tqdm[Any] = tqdm(
             total=0, unit="B", unit_scale=True, file=stream, dynamic_ncols=True, desc="partdl"
         )
@@ -105,6 +111,16 @@ def batch_bar(quiet: bool) -> BatchBar | None:
 # -- logging ------------------------------------------------------------------------------
 
 
+def write_line(line: str, stream: TextIO) -> None:
+    """``line`` on ``stream``, stepping around a progress bar when one may be drawn."""
+    loaded = sys.modules.get("tqdm")
+    if loaded is None:  # no bar was ever made: nothing to step around
+        stream.write(line + "\n")
+        stream.flush()
+    else:
+        loaded.tqdm.write(line, file=stream)
+
+
 class _LogHandler(logging.Handler):
     """Log lines through ``tqdm.write`` so that they never tear the progress bar."""
 
@@ -115,7 +131,7 @@ class _LogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            tqdm.write(self.format(record), file=self._stream)
+            write_line(self.format(record), self._stream)
         except Exception:
             self.handleError(record)
 
@@ -215,6 +231,8 @@ def human_object_summary(result: DownloadResult, elapsed: float) -> str:
 
 
 def outcome_line(outcome: ObjectOutcome, dry_run: bool) -> str:
+    from ..execute import Status
+
     if outcome.status is Status.FAILED:
         return f"failed: {outcome.key}: {describe(outcome.error or Exception())}"
     if outcome.status is Status.SKIPPED:
@@ -225,7 +243,7 @@ def outcome_line(outcome: ObjectOutcome, dry_run: bool) -> str:
 
 def write_outcome(line: str, *, to_stdout: bool) -> None:
     """A line per object, written around the bar."""
-    tqdm.write(line, file=sys.stdout if to_stdout else sys.stderr)
+    write_line(line, sys.stdout if to_stdout else sys.stderr)
 
 
 _BATCH_STATUS = {ExitCode.OK: "ok", ExitCode.PARTIAL: "partial"}

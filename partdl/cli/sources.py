@@ -152,17 +152,40 @@ def oss_bucket(source: Source, config: StoreConfig) -> Any:
         raise InvalidArgumentError(f"{source.display}: {exc.body or exc}") from exc
 
 
-def _proxied(endpoint: str) -> bool:
-    """Whether the environment sends requests to ``endpoint`` through a proxy, as
-    requests (and so oss2) would read ``*_proxy`` and ``no_proxy``."""
-    import urllib.request
+def _bypassed(host: str, port: int | None, no_proxy: str) -> bool:
+    """Whether ``no_proxy`` surely exempts ``host``: ``*``, the host or a domain it is
+    in (with or without a leading dot, optionally ``:port``), or a CIDR block of an IP."""
+    import ipaddress
 
-    url = endpoint if "://" in endpoint else f"http://{endpoint}"
-    parts = urlsplit(url)
-    proxies = urllib.request.getproxies_environment()
-    if not (proxies.get(parts.scheme) or proxies.get("all")):
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        name, _, entry_port = entry.rpartition(":") if "]" not in entry else (entry, "", "")
+        if not name or not entry_port.isdigit():
+            name, entry_port = entry, ""
+        if entry_port and int(entry_port) != port:
+            continue
+        name = name.strip("[]").lstrip(".")
+        if entry == "*" or host == name or (name and host.endswith("." + name)):
+            return True
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_address(host) in ipaddress.ip_network(name, strict=False):
+                return True
+    return False
+
+
+def _proxied(endpoint: str) -> bool:
+    """Whether requests (and so oss2) might send requests to ``endpoint`` through a
+    proxy named by the environment; when unsure, yes (oss2 is then used)."""
+    parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    # As urllib reads them: a lowercase variable wins over its uppercase twin.
+    found: dict[str, str] = {}
+    for name, value in os.environ.items():
+        lowered = name.lower()
+        if lowered.endswith("_proxy") and (name == lowered or lowered not in found):
+            found[lowered] = value
+    if not (found.get(f"{parts.scheme}_proxy") or found.get("all_proxy")):
         return False
-    return not urllib.request.proxy_bypass(parts.netloc)
+    host = (parts.hostname or "").lower()
+    return not _bypassed(host, parts.port, found.get("no_proxy", ""))
 
 
 def direct_oss_bucket(
