@@ -18,13 +18,14 @@ import fastcrc
 
 from partdl.plan import MiB
 
-from .clients import PLAIN_PREFIX, S3_BUCKET
+from .clients import OSS_BUCKET, PLAIN_PREFIX, S3_BUCKET
 from .scenarios import (
     ARIA2C,
     AWS_CLI,
     CURL,
     DD,
     PARTDL_CLI,
+    PARTDL_CLI_OSS,
     RCLONE,
     S5CMD,
     TOOLS,
@@ -172,6 +173,8 @@ def child_env() -> dict[str, str]:
         AWS_CONFIG_FILE=os.devnull,
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
         AWS_EC2_METADATA_DISABLED="true",
+        OSS_ACCESS_KEY_ID="bench",
+        OSS_ACCESS_KEY_SECRET="bench",
     )
     return env
 
@@ -215,6 +218,9 @@ def command(variant: Variant, endpoint: str, name: str, dest: Path, size: int) -
             "-q",
             url,
         ]
+    if variant.contender == PARTDL_CLI_OSS:
+        argv = [tool_path(PARTDL_CLI_OSS) or "partdl", f"oss://{OSS_BUCKET}/{name}", str(dest)]
+        return argv + _partdl_cli_options(variant, endpoint)
     kind = variant.contender
     argv = [sys.executable, "-m", "benchmarks.clients", kind, "--endpoint", endpoint]
     argv += ["--name", name, "--dest", str(dest), "--task-num", str(variant.task_num)]
@@ -278,6 +284,19 @@ def _rclone_env(endpoint: str) -> list[str]:
     ]
 
 
+def _partdl_cli_options(variant: Variant, endpoint: str) -> list[str]:
+    """The ``partdl`` command's flags for an oss:// run (V4, a region, the knobs)."""
+    argv = ["--endpoint", endpoint, "--region", "cn-hangzhou", "-q"]
+    argv += ["--task-num", str(variant.task_num)]
+    if variant.part_size is not None:
+        argv += ["--part-size", f"{variant.part_size}B"]
+    if not variant.fsync:
+        argv.append("--no-fsync")
+    if variant.dry_run:
+        argv.append("--dry-run")
+    return argv
+
+
 def tree_command(variant: Variant, endpoint: str, tree: TreeSpec, dest: Path) -> list[str]:
     """The exact command line one run of ``variant`` executes to fetch ``tree`` into the
     directory ``dest``; every tool at ``variant.task_num`` GETs in flight."""
@@ -324,6 +343,9 @@ def tree_command(variant: Variant, endpoint: str, tree: TreeSpec, dest: Path) ->
             "--console-log-level=error",
             "-q",
         ]
+    if contender == PARTDL_CLI_OSS:
+        argv = [tool_path(contender) or "partdl", f"oss://{OSS_BUCKET}/{tree.prefix}", str(dest)]
+        return [*argv, "--recursive", *_partdl_cli_options(variant, endpoint)]
     if contender == PARTDL_CLI:
         argv = [tool_path(PARTDL_CLI) or "partdl", s3_url, str(dest), "--recursive"]
         argv += ["--endpoint", endpoint, "--region", "us-east-1", "--task-num", n, "-q"]

@@ -19,6 +19,7 @@ from .scenarios import (
     FLOOR,
     OSS2,
     OSS_V2,
+    PARTDL_CLI_OSS,
     S5CMD,
     Scenario,
     Variant,
@@ -179,20 +180,29 @@ def _floor_context(ref: Summary, rows: Sequence[Summary]) -> list[Target]:
 
 
 def _headline(rows: Sequence[Summary]) -> list[Target]:
-    """(a): partdl without fsync against the fast tools, durable partdl against the SDKs."""
-    ref = rows[0]
-    fast = _find(rows, ref.variant.contender, fsync=False)
-    label = f"(a) {ref.variant.label}, fsync=False vs"
-    found = [
-        _ratio_target(f"{label} s5cmd", 1.0, fast, _find(rows, S5CMD)),
-        _ratio_target(f"{label} aria2c", 1.5, fast, _find(rows, ARIA2C)),
-        _ratio_target(f"{label} boto3/s3transfer", 1.5, fast, _find(rows, BOTO3)),
-        _ratio_target(f"(a) {ref.variant.label} vs oss2 (CRC on)", 6, ref, _find(rows, OSS2)),
-        _ratio_target(
-            f"(a) {ref.variant.label} vs the OSS SDK V2 downloader", 6, ref, _find(rows, OSS_V2)
-        ),
-    ]
-    found += _floor_context(ref, rows)
+    """(a): partdl without fsync against the fast tools, durable partdl against the SDKs;
+    for the library (the first row) and for the command line."""
+    refs = [rows[0]]
+    cli = _find(rows, PARTDL_CLI_OSS)
+    if cli is not None:
+        refs.append(cli)
+    found = []
+    for ref in refs:
+        fast = _find(rows, ref.variant.contender, fsync=False)
+        label = f"(a) {ref.variant.label}, fsync=False vs"
+        found += [
+            _ratio_target(f"{label} s5cmd", 1.0, fast, _find(rows, S5CMD)),
+            _ratio_target(f"{label} aria2c", 1.5, fast, _find(rows, ARIA2C)),
+            _ratio_target(f"{label} boto3/s3transfer", 1.5, fast, _find(rows, BOTO3)),
+            _ratio_target(f"(a) {ref.variant.label} vs oss2 (CRC on)", 6, ref, _find(rows, OSS2)),
+            _ratio_target(
+                f"(a) {ref.variant.label} vs the OSS SDK V2 downloader",
+                6,
+                ref,
+                _find(rows, OSS_V2),
+            ),
+        ]
+    found += _floor_context(refs[0], rows)
     for row in rows:
         if row.variant.is_partdl and row.variant.task_num >= 16:
             found.append(_rss_target(f"(a) {row.variant.label}", row))

@@ -36,11 +36,12 @@ CURL = "curl"
 DD = "dd"
 FLOOR = "floor"
 PARTDL_CLI = "partdl-cli"
+PARTDL_CLI_OSS = "partdl-cli-oss"
 AWS_CLI = "aws-cli"
 RCLONE = "rclone"
-TOOLS = (S5CMD, ARIA2C, CURL, DD, PARTDL_CLI, AWS_CLI, RCLONE)
+TOOLS = (S5CMD, ARIA2C, CURL, DD, PARTDL_CLI, PARTDL_CLI_OSS, AWS_CLI, RCLONE)
 """Contenders that are external programs, not ``benchmarks.clients`` kinds."""
-BINARIES = {PARTDL_CLI: "partdl", AWS_CLI: "aws"}
+BINARIES = {PARTDL_CLI: "partdl", PARTDL_CLI_OSS: "partdl", AWS_CLI: "aws"}
 """A tool's program where its name is not the contender's."""
 
 LABELS = {
@@ -56,6 +57,7 @@ LABELS = {
     DD: "dd conv=fsync (the disk's floor)",
     FLOOR: "floor: bare sockets, no HTTP library, no CRC",
     PARTDL_CLI: "partdl CLI (S3) -r",
+    PARTDL_CLI_OSS: "partdl CLI (OSS)",
     AWS_CLI: "aws s3 cp --recursive",
     RCLONE: "rclone copy",
 }
@@ -180,7 +182,8 @@ def unavailable(variant: Variant) -> str:
 
 def _everyone(part: int | None, task_num: int, *, oss2_crc_off: bool = True) -> list[Variant]:
     """partdl on each backend, then the tools users would pick instead, same knobs."""
-    variants = [Variant(kind, part, task_num) for kind in (PARTDL_OSS, PARTDL_S3, PARTDL_HTTP)]
+    kinds = (PARTDL_OSS, PARTDL_S3, PARTDL_HTTP, PARTDL_CLI_OSS)
+    variants = [Variant(kind, part, task_num) for kind in kinds]
     variants += [Variant(BOTO3, part, task_num), Variant(S5CMD, part, task_num)]
     variants += [Variant(OSS2, part, task_num)]
     if oss2_crc_off:
@@ -192,7 +195,7 @@ def _everyone(part: int | None, task_num: int, *, oss2_crc_off: bool = True) -> 
 
 def _no_fsync(part: int | None, task_num: int) -> list[Variant]:
     """partdl on each backend with ``fsync=False``: what it costs to be durable."""
-    kinds = (PARTDL_OSS, PARTDL_S3, PARTDL_HTTP)
+    kinds = (PARTDL_OSS, PARTDL_S3, PARTDL_HTTP, PARTDL_CLI_OSS)
     return [Variant(kind, part, task_num, fsync=False) for kind in kinds]
 
 
@@ -247,8 +250,10 @@ def _tree_everyone(n: int) -> list[Variant]:
         Variant(PARTDL_OSS, None, n),
         Variant(PARTDL_S3, None, n),
         Variant(PARTDL_CLI, None, n),
-        # The others flush nothing: this row compares like with like.
+        Variant(PARTDL_CLI_OSS, None, n),
+        # The others flush nothing: these rows compare like with like.
         Variant(PARTDL_OSS, None, n, fsync=False),
+        Variant(PARTDL_CLI_OSS, None, n, fsync=False),
         Variant(S5CMD, None, n, file_workers=n, suffix=f"{n} workers x 1 part"),
         Variant(AWS_CLI, None, n),
         Variant(RCLONE, None, n),
@@ -399,6 +404,7 @@ def build(*, quick: bool, size: int | None = None) -> list[Scenario]:
                 (
                     *_everyone(default_part, n, oss2_crc_off=False),
                     Variant(PARTDL_OSS, default_part, n, fsync=False),
+                    Variant(PARTDL_CLI_OSS, default_part, n, fsync=False),
                 ),
                 "The server paces each connection; the ideal is task_num x cap.",
             )
@@ -470,7 +476,14 @@ def build(*, quick: bool, size: int | None = None) -> list[Scenario]:
                 (
                     *(
                         Variant(kind, default_part, n)
-                        for kind in (PARTDL_OSS, PARTDL_S3, PARTDL_HTTP, BOTO3, S5CMD)
+                        for kind in (
+                            PARTDL_OSS,
+                            PARTDL_S3,
+                            PARTDL_HTTP,
+                            PARTDL_CLI_OSS,
+                            BOTO3,
+                            S5CMD,
+                        )
                     ),
                     Variant(OSS2, default_part, n),
                     Variant(OSS_V2, default_part, n),
@@ -493,6 +506,8 @@ def build(*, quick: bool, size: int | None = None) -> list[Scenario]:
                 Variant(PARTDL_OSS, default_part, n, fsync=False),
                 Variant(PARTDL_HTTP, default_part, n),
                 Variant(PARTDL_HTTP, default_part, n, fsync=False),
+                Variant(PARTDL_CLI_OSS, default_part, n),
+                Variant(PARTDL_CLI_OSS, default_part, n, fsync=False),
                 Variant(DD, None, 1),
             ),
             "partdl's default makes the file durable before it renames it; fsync=False "

@@ -132,6 +132,13 @@ def test_the_canonical_query_is_sorted_and_bare_names_have_no_equals_sign() -> N
             "http",
             "/a/b%20c",
         ),
+        (
+            "https://bkt.oss-cn-hangzhou.aliyuncs.com",
+            "bkt.oss-cn-hangzhou.aliyuncs.com",
+            None,
+            "https",
+            "/a/b%20c",
+        ),
         ("http://127.0.0.1:9000", "127.0.0.1", 9000, "http", "/bkt/a/b%20c"),
         ("http://localhost:9000/", "localhost", 9000, "http", "/bkt/a/b%20c"),
         ("http://[::1]:9000", "[::1]", 9000, "http", "/bkt/a/b%20c"),

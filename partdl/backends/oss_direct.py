@@ -75,7 +75,9 @@ class OssDirectBucket:
         if not self.name or "/" in self.name:
             raise InvalidArgumentError(f"not a bucket name: {self.name!r}")
         path_style = _is_ip_or_localhost(parts.hostname)
-        host = parts.hostname if path_style else f"{self.name}.{parts.hostname}"
+        host = parts.hostname
+        if not path_style and not host.startswith(f"{self.name}."):
+            host = f"{self.name}.{host}"  # unless the endpoint is the bucket's own host
         if ":" in host:
             host = f"[{host}]"  # an IPv6 literal: http.client reads a port after a colon
         origin = Origin(parts.scheme, host, parts.port, _TIMEOUT, _TIMEOUT, self.verify)
