@@ -12,6 +12,10 @@ the folder), for a batch at the price of one.
 
 At most ``limit`` files wait (each holds its descriptor), so a disk slower than the
 network holds back the loops instead of growing without bound.
+
+With ``durable=False`` (``fsync=False``) nothing is flushed, but the renames still
+happen here: a loop that renames inline waits on the folder's lock with every other
+loop renaming into it, and fetches nothing meanwhile.
 """
 
 from __future__ import annotations
@@ -83,8 +87,9 @@ def flush(fds: list[int]) -> None:
 class Committer:
     """The one thread that puts small files into place, a batch at a time."""
 
-    def __init__(self, *, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(self, *, limit: int = DEFAULT_LIMIT, durable: bool = True) -> None:
         self._limit = limit
+        self._durable = durable
         self._pending: deque[Finished] = deque()
         self._lock = threading.Condition()
         self._closing = False
@@ -129,12 +134,13 @@ class Committer:
     def _run(self) -> None:
         while (batch := self._take()) is not None:
             if batch:
-                _commit(batch)
+                _commit(batch, durable=self._durable)
 
 
-def _commit(batch: list[Finished]) -> None:
+def _commit(batch: list[Finished], *, durable: bool) -> None:
     try:
-        flush([item.fd for item in batch])
+        if durable:
+            flush([item.fd for item in batch])
     except OSError as exc:
         for item in batch:
             _discard(item, files.local_error(exc, item.temp, "flush"))
@@ -148,8 +154,9 @@ def _commit(batch: list[Finished]) -> None:
             item.done(exc)
             continue
         placed.append(item)
-    for folder in {os.path.dirname(item.destination) for item in placed}:
-        files.fsync_directory(folder)
+    if durable:
+        for folder in {os.path.dirname(item.destination) for item in placed}:
+            files.fsync_directory(folder)
     for item in placed:
         item.done(None)
 

@@ -156,7 +156,7 @@ def execute(
         Scheduler(options.task_num, options.chunk_size) as scheduler,
         ThreadPoolExecutor(SIDE_THREADS, thread_name_prefix="partdl-side") as side,
     ):
-        committer = Committer() if options.fsync else None
+        committer = Committer(durable=options.fsync)
         run = _Run(plans, options, meter, on_outcome, scheduler, side, committer)
         try:
             scheduler.run(run, on_tick=meter.tick)
@@ -164,8 +164,7 @@ def execute(
             run.stop(side, exc)
             raise
         finally:
-            if committer is not None:
-                committer.close(discard=True)  # empty by now unless the run failed
+            committer.close(discard=True)  # empty by now unless the run failed
 
 
 @dataclass(eq=False)
@@ -204,7 +203,7 @@ class _Run:
         on_outcome: Callable[[ObjectOutcome], None],
         scheduler: Scheduler,
         side: ThreadPoolExecutor,
-        committer: Committer | None,
+        committer: Committer,
     ) -> None:
         self._plans: Iterator[PlannedObject] | None = iter(plans)
         self._options = options
@@ -408,7 +407,7 @@ class SmallFetcher:
         stop: threading.Event,
         meter: Meter,
         *,
-        committer: Committer | None,
+        committer: Committer,
         deliver: Callable[[ObjectOutcome], None],
     ) -> None:
         self._options = options
@@ -520,10 +519,7 @@ class SmallFetcher:
         return _Written(Checksum(algorithm, crc), mtime, fd, temp)
 
     def _place(self, plan: PlannedObject, written: _Written, outcome: ObjectOutcome) -> Placed:
-        """Put a verified temp file into place, or hand it to the group committer."""
-        if self._committer is None:
-            _put_in_place(written.fd, written.temp, plan.destination, durable=self._options.fsync)
-            return outcome
+        """Hand a verified temp file to the group committer, which puts it into place."""
         deliver = self._deliver
 
         def done(error: PartdlError | None) -> None:
@@ -567,22 +563,6 @@ def _finish(fd: int, temp: str, mode: int, when: int | None) -> int:
         return os.fstat(fd).st_mtime_ns
     except OSError as exc:
         raise files.local_error(exc, temp, "finish") from exc
-
-
-def _put_in_place(fd: int, temp: str, destination: str, *, durable: bool) -> None:
-    """Rename a finished temp file into place; ``durable``: fsynced, then its folder."""
-    try:
-        try:
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        files.remove_quietly(temp)
-        raise files.local_error(exc, temp, "finish") from exc
-    files.move_into_place(temp, destination)
-    if durable:
-        files.fsync_directory(os.path.dirname(destination))
 
 
 def _mtime_of(path: str) -> int | None:

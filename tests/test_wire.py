@@ -296,3 +296,150 @@ def test_a_header_given_in_another_case_replaces_the_sessions_own(serve: Any) ->
 
     assert stat.size == len(BODY)
     assert server.accepts == [["x/y"]]  # not requests' "*/*" beside it
+
+
+# -- framing: answers as other servers and proxies send them --------------------------------
+
+
+class _RawServer:
+    """Answers each request on a connection with the next canned bytes, as they are."""
+
+    def __init__(self, answers: list[bytes], *, close_after: bool = False) -> None:
+        import socket
+
+        self._answers = list(answers)
+        self._close_after = close_after
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while self._answers:
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with sock:
+                reader = sock.makefile("rb")
+                while self._answers:
+                    head = b""
+                    while not head.endswith(b"\r\n\r\n"):
+                        line = reader.readline()
+                        if not line:
+                            break
+                        head += line
+                    if not head:
+                        break
+                    self.requests.append(head)
+                    sock.sendall(self._answers.pop(0))
+                    if self._close_after:
+                        break
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.fixture
+def raw() -> Iterator[Any]:
+    servers: list[_RawServer] = []
+
+    def start(answers: list[bytes], **options: Any) -> _RawServer:
+        server = _RawServer(answers, **options)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_a_chunked_body_is_decoded_and_its_connection_reused(raw: Any) -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
+    server = raw([chunked, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"])
+    pool = _pool(server.port)
+    assert _get_all(pool) == b"hello, world"
+    assert _get_all(pool) == b"ok"
+    assert server.connections == 1
+
+
+def test_a_body_without_a_length_ends_with_the_connection_which_is_not_reused(raw: Any) -> None:
+    server = raw([b"HTTP/1.1 200 OK\r\n\r\nuntil the close"], close_after=True)
+    pool = _pool(server.port)
+    assert _get_all(pool) == b"until the close"
+    assert pool._take() is None
+
+
+def test_interim_answers_are_skipped_and_folded_headers_joined(raw: Any) -> None:
+    answer = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 206 Partial Content\r\nX-Long: one\r\n two\r\nContent-Length: 3\r\n"
+        b"x-dup: a\r\nX-Dup: b\r\n\r\nabc"
+    )
+    pool = _pool(raw([answer]).port)
+    response = pool.send("GET", "/k", {}, "GET test")
+    assert response.status == 206
+    assert response.headers["x-long"] == "one two"
+    assert response.headers["X-DUP"] == "a, b"
+    assert response.read_all() == b"abc"
+
+
+def test_an_http_1_0_answer_closes_its_connection_unless_kept_alive(raw: Any) -> None:
+    pool = _pool(raw([b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx"]).port)
+    assert _get_all(pool) == b"x"
+    assert pool._take() is None
+    kept = raw([b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\ny"])
+    pool = _pool(kept.port)
+    assert _get_all(pool) == b"y"
+    assert pool._take() is not None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"SSH-2.0-OpenSSH\r\n\r\n",
+        b"HTTP/1.1 2x0 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
+def test_an_answer_that_is_not_http_is_a_transient_protocol_error(raw: Any, answer: bytes) -> None:
+    pool = _pool(raw([answer], close_after=True).port)
+    with pytest.raises(TransientError):
+        _get_all(pool)
+
+
+def test_a_body_cut_short_is_a_transient_error(raw: Any) -> None:
+    pool = _pool(raw([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"], close_after=True).port)
+    with pytest.raises(TransientError, match="mid-body"):
+        _get_all(pool)
+
+
+def test_a_request_is_one_well_formed_message(raw: Any) -> None:
+    server = raw([b"HTTP/1.1 204 No Content\r\n\r\n"])
+    pool = Pool(Origin("http", "127.0.0.1", server.port, 5.0, 5.0), 1)
+    pool.send("HEAD", "/b/k%20x?versionId=1", {"X-A": "1"}, "HEAD test").read_all()
+    lines = server.requests[0].decode().split("\r\n")
+    assert lines[0] == "HEAD /b/k%20x?versionId=1 HTTP/1.1"
+    assert f"Host: 127.0.0.1:{server.port}" in lines
+    assert "Accept-Encoding: identity" in lines
+    assert "X-A: 1" in lines
+
+
+@pytest.mark.parametrize(
+    ("headers", "target"),
+    [({"X-A": "1\r\nX-Injected: 1"}, "/k"), ({"X-A\r\n": "1"}, "/k"), ({}, "/k x")],
+)
+def test_a_header_or_target_with_line_breaks_is_refused_before_sending(
+    raw: Any, headers: dict[str, str], target: str
+) -> None:
+    server = raw([b"HTTP/1.1 204 No Content\r\n\r\n"])
+    with pytest.raises(PartdlError, match="refusing"):
+        _pool(server.port).send("GET", target, headers, "GET test")
+    assert server.requests == []

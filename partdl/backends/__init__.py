@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from ..backend import Backend
 from ..errors import InvalidArgumentError
 from ..plan import DEFAULT_STALL_TIMEOUT, validate_stall_timeout
-from .oss_v2 import OssV2Bucket
-from .s3 import S3Bucket
+
+
+def _is_instance(bucket: Any, module: str, name: str) -> bool:
+    """Whether ``bucket`` is a ``partdl.backends.<module>.<name>``: a bucket of that
+    class exists only once its module is loaded, so none is imported to tell."""
+    loaded = sys.modules.get(f"{__name__}.{module}")
+    return loaded is not None and isinstance(bucket, getattr(loaded, name))
 
 
 def open_backend(
@@ -45,14 +51,13 @@ def open_backend(
             pool_size=pool_size,
             stall_timeout=stall_timeout,
         )
-    if module == "partdl.backends.oss_direct":  # known by name: http.client loads lazily
-        from .oss_direct import OssDirectBackend, OssDirectBucket
+    if _is_instance(bucket, "oss_direct", "OssDirectBucket"):
+        from .oss_direct import OssDirectBackend
 
-        if isinstance(bucket, OssDirectBucket):
-            return OssDirectBackend(
-                bucket, key, version_id=version_id, headers=headers, stall_timeout=stall_timeout
-            )
-    if isinstance(bucket, OssV2Bucket):
+        return OssDirectBackend(
+            bucket, key, version_id=version_id, headers=headers, stall_timeout=stall_timeout
+        )
+    if _is_instance(bucket, "oss_v2", "OssV2Bucket"):
         from .oss_v2 import OssV2Backend
 
         return OssV2Backend(
@@ -60,13 +65,13 @@ def open_backend(
         )
     # A boto3 resource's class is generated at run time: it is known by its name.
     is_resource = module.startswith("boto3.") and type(bucket).__name__ == "s3.Bucket"
-    if isinstance(bucket, S3Bucket) or is_resource:
+    if _is_instance(bucket, "s3", "S3Bucket") or is_resource:
         if headers:
             raise InvalidArgumentError(
                 "headers are for OSS; pass S3 request options as "
                 "partdl.S3Bucket(client, name, extra_args={...})"
             )
-        from .s3 import S3Backend
+        from .s3 import S3Backend, S3Bucket
 
         s3_bucket = bucket if isinstance(bucket, S3Bucket) else S3Bucket.from_resource(bucket)
         return S3Backend(s3_bucket, key, version_id=version_id, stall_timeout=stall_timeout)

@@ -1,13 +1,17 @@
-"""A lean HTTP/1.1 client for a download's GETs: pooled ``http.client`` connections.
+"""A lean HTTP/1.1 client for a download's requests: pooled keep-alive connections.
 
 Through oss2 and requests one GET costs about 1.3 ms of CPU here (requests'
 preparation, hooks and adapters, urllib3's pool and URL parsing, oss2's wrappers),
 and that is what a tree of small objects spends its time on: on two cores, a few
-thousand GETs a second is the ceiling. A GET sent by ``http.client`` on a kept-alive
-connection costs about 0.3 ms. A backend uses this client only where the SDK's
-session would have done nothing more (no proxy, no custom adapter, no cookies or
-session auth: see each backend), signs each request itself with its SDK's signer,
-and translates every failure here into partdl's errors.
+thousand GETs a second is the ceiling. Even ``http.client`` spends most of a small
+GET's CPU parsing the answer's headers through the ``email`` package. So this module
+speaks the little HTTP/1.1 a download needs itself: it writes the request in one
+``sendall`` and reads the status line, the headers and the body (``Content-Length``,
+``chunked`` or up to the close) from one buffered reader per connection, straight
+into the caller's buffer. A backend uses it only where its SDK's session would have
+done nothing more (no proxy, no custom adapter, no cookies or session auth: see
+each backend), signs each request itself, and every failure here becomes one of
+partdl's errors.
 
 Only idempotent requests go through it, so a request that fails on a connection
 taken from the pool before any answer arrived (the server had closed it while it
@@ -16,8 +20,9 @@ was idle) is sent once more on a new connection, as urllib3 does.
 
 from __future__ import annotations
 
-import http.client
+import io
 import re
+import socket
 import ssl
 import threading
 from collections import deque
@@ -30,18 +35,32 @@ from ..errors import PartdlError, TransientError
 from ._http import body_failure
 
 # Everything a request or a half-read answer can raise that a new connection may fix
-# (urllib3's errors cannot occur here: only http.client and the socket are used).
-_ERRORS: tuple[type[BaseException], ...] = (OSError, http.client.HTTPException)
+# (TimeoutError, ConnectionResetError and ssl.SSLError are all OSErrors).
+_ERRORS: tuple[type[BaseException], ...] = (OSError,)
 # Errors that show a pooled connection was closed by the server while idle.
 _STALE = (
-    http.client.RemoteDisconnected,
     ConnectionResetError,
     ConnectionAbortedError,
     BrokenPipeError,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
 )
 # An error answer's body is read for its code; more than this is not an error document.
 _ERROR_BODY_LIMIT = 64 * 1024
 _CODE = re.compile(rb"<Code>\s*([^<\s]+)\s*</Code>")
+# As http.client bounds them: a longer line or more header fields is no sane answer.
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class ProtocolError(TransientError):
+    """The server's answer is not HTTP/1.1 as partdl reads it (retried: a proxy or a
+    half-dead connection is the usual cause)."""
+
+
+class _Closed(Exception):
+    """The connection ended before the first byte of an answer."""
 
 
 @lru_cache(maxsize=8)
@@ -70,6 +89,7 @@ class Origin:
 
     scheme: str
     host: str
+    """A name or an address; an IPv6 address in brackets, as in a URL."""
     port: int | None
     connect_timeout: float | None
     read_timeout: float | None
@@ -77,24 +97,45 @@ class Origin:
     verify: bool | str = True
     """For https: requests' ``verify`` (True, False or a CA bundle's path)."""
 
-    def connect(self) -> http.client.HTTPConnection:
-        if self.scheme == "https":
-            return http.client.HTTPSConnection(
-                self.host,
-                self.port,
-                timeout=self.connect_timeout,
-                context=tls_context(self.verify),
-            )
-        return http.client.HTTPConnection(self.host, self.port, timeout=self.connect_timeout)
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        return self.host if self.port in (None, default) else f"{self.host}:{self.port}"
+
+    def connect(self) -> Connection:
+        address = self.host.strip("[]")
+        port = self.port or (443 if self.scheme == "https" else 80)
+        sock = socket.create_connection((address, port), timeout=self.connect_timeout)
+        try:
+            # A request is written in one piece: nothing to gain from Nagle's wait.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.scheme == "https":
+                sock = tls_context(self.verify).wrap_socket(sock, server_hostname=address)
+        except BaseException:
+            sock.close()
+            raise
+        return Connection(sock)
+
+
+class Connection:
+    """One open connection: its socket and the buffered reader of its answers."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader: io.BufferedReader = sock.makefile("rb")
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
 
 
 class Headers(Mapping[str, str]):
     """An answer's headers, looked up without regard to case (repeats joined by commas)."""
 
-    def __init__(self, message: http.client.HTTPMessage) -> None:
+    def __init__(self, fields: list[tuple[str, str]]) -> None:
         self._items: dict[str, str] = {}
         self._names: dict[str, str] = {}
-        for name, value in message.items():
+        for name, value in fields:
             lowered = name.lower()
             if lowered in self._items:
                 self._items[lowered] += ", " + value
@@ -113,6 +154,60 @@ class Headers(Mapping[str, str]):
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._items
 
+    def tokens(self, name: str) -> set[str]:
+        """A comma-separated header's values, lowercased (``Connection``,
+        ``Transfer-Encoding``)."""
+        return {t.strip().lower() for t in self._items.get(name.lower(), "").split(",")}
+
+
+def _request_bytes(method: str, target: str, host: str, headers: Mapping[str, str]) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+    names = {name.lower() for name in headers}
+    if "accept-encoding" not in names:
+        lines.append("Accept-Encoding: identity")  # the bytes as stored, never recoded
+    for name, value in headers.items():
+        if any(c in name for c in "\r\n:") or "\r" in value or "\n" in value:
+            raise PartdlError(f"refusing to send a malformed header {name!r}")
+        lines.append(f"{name}: {value}")
+    if any(c in target for c in " \r\n"):
+        raise PartdlError("refusing to send a request target with spaces or line breaks")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _line(reader: io.BufferedReader) -> bytes:
+    line = reader.readline(_MAX_LINE + 1)
+    if len(line) > _MAX_LINE:
+        raise ProtocolError("the server sent a line longer than 64 KiB")
+    return line
+
+
+def _read_head(reader: io.BufferedReader) -> tuple[bytes, int, Headers]:
+    """The version, status and headers of the next final answer (1xx ones skipped)."""
+    while True:
+        line = _line(reader)
+        if not line:
+            raise _Closed
+        version, _, rest = line.partition(b" ")
+        code = rest[:3]
+        if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
+            raise ProtocolError(f"not an HTTP/1.x status line: {line[:80]!r}")
+        fields: list[tuple[str, str]] = []
+        while (field := _line(reader)) not in (b"\r\n", b"\n", b""):
+            if len(fields) >= _MAX_HEADERS:
+                raise ProtocolError(f"more than {_MAX_HEADERS} header fields")
+            if field[:1] in (b" ", b"\t") and fields:  # an obsolete folded line
+                name, value = fields.pop()
+                fields.append((name, f"{value} {field.strip().decode('latin-1')}"))
+                continue
+            name, colon, value = field.decode("latin-1").partition(":")
+            if not colon or not name or name != name.strip():
+                raise ProtocolError(f"a malformed header line: {field[:80]!r}")
+            fields.append((name, value.strip()))
+        status = int(code)
+        if 100 <= status < 200:
+            continue  # 100 Continue and the like: the real answer follows
+        return version, status, Headers(fields)
+
 
 class Pool:
     """Idle kept-alive connections to one origin, at most ``size`` of them kept."""
@@ -120,18 +215,18 @@ class Pool:
     def __init__(self, origin: Origin, size: int) -> None:
         self.origin = origin
         self._size = max(size, 1)
-        self._idle: deque[http.client.HTTPConnection] = deque()
+        self._idle: deque[Connection] = deque()
         self._lock = threading.Lock()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # For another process: the same origin, no connections.
         return (Pool, (self.origin, self._size))
 
-    def _take(self) -> http.client.HTTPConnection | None:
+    def _take(self) -> Connection | None:
         with self._lock:
             return self._idle.pop() if self._idle else None
 
-    def give_back(self, connection: http.client.HTTPConnection) -> None:
+    def give_back(self, connection: Connection) -> None:
         with self._lock:
             if len(self._idle) < self._size:
                 self._idle.append(connection)
@@ -149,33 +244,42 @@ class Pool:
 
         Raises :class:`TransientError` when no answer came.
         """
+        request = _request_bytes(method, target, self.origin.host_header, headers)
         while True:
             connection = self._take()
             reused = connection is not None
-            if connection is None:
-                connection = self.origin.connect()
             try:
-                connection.request(method, target, headers=dict(headers))
-                # The connection may be new (made with the connect timeout) or have kept
-                # the last body's stall timeout: the answer gets the read timeout.
-                if connection.sock is not None:
-                    connection.sock.settimeout(self.origin.read_timeout)
-                answer = connection.getresponse()
+                if connection is None:
+                    connection = self.origin.connect()
+                # A new connection has the connect timeout, a pooled one the last body's
+                # stall timeout: the answer gets the read timeout.
+                connection.sock.settimeout(self.origin.read_timeout)
+                connection.sock.sendall(request)
+                version, status, found = _read_head(connection.reader)
+                return Response(self, connection, method, version, status, found)
             except ssl.SSLCertVerificationError as exc:
-                connection.close()
+                _close(connection)
                 # No retry fixes a certificate the client does not trust.
                 raise PartdlError(
                     f"{what}: the server's TLS certificate was refused: {exc.verify_message}"
                 ) from exc
-            except _STALE as exc:
-                connection.close()
+            except (_Closed, *_STALE) as exc:
+                _close(connection)
                 if reused:
                     continue  # the server closed it while idle: once more, on a new one
-                raise TransientError(f"{what}: no answer ({type(exc).__name__})") from exc
+                reason = "closed" if isinstance(exc, _Closed) else type(exc).__name__
+                raise TransientError(f"{what}: no answer ({reason})") from None
+            except ProtocolError as exc:
+                _close(connection)
+                raise ProtocolError(f"{what}: {exc}") from exc
             except _ERRORS as exc:
-                connection.close()
+                _close(connection)
                 raise TransientError(f"{what}: no answer ({type(exc).__name__})") from exc
-            return Response(self, connection, answer)
+
+
+def _close(connection: Connection | None) -> None:
+    if connection is not None:
+        connection.close()
 
 
 class Response:
@@ -188,51 +292,115 @@ class Response:
     def __init__(
         self,
         pool: Pool,
-        connection: http.client.HTTPConnection,
-        answer: http.client.HTTPResponse,
+        connection: Connection,
+        method: str,
+        version: bytes,
+        status: int,
+        headers: Headers,
     ) -> None:
         self._pool = pool
-        self._connection: http.client.HTTPConnection | None = connection
-        self._answer = answer
+        self._connection: Connection | None = connection
         self._stall_timeout: float | None = None
-        self.status = answer.status
-        self.headers = Headers(answer.msg)
+        self.status = status
+        self.headers = headers
+        closing = headers.tokens("Connection")
+        self._will_close = "close" in closing or (
+            version == b"HTTP/1.0" and "keep-alive" not in closing
+        )
+        self._chunked = False
+        self._ended = False
+        self._left: int | None  # bytes of the body (or of this chunk) still to come
+        if method == "HEAD" or status in _NO_BODY_STATUSES:
+            self._left = 0
+        elif "chunked" in headers.tokens("Transfer-Encoding"):
+            self._chunked, self._left = True, None
+        elif (length := headers.get("Content-Length", "").strip()).isdigit():
+            self._left = int(length)
+        elif "Content-Length" in headers:
+            self._will_close = True
+            self.close()
+            raise ProtocolError(f"a malformed Content-Length: {length[:40]!r}")
+        else:
+            self._left, self._will_close = None, True  # the body ends with the connection
+        self._ended = self._left == 0
 
     def stall_after(self, seconds: float | None) -> None:
         """From now on a read may wait at most ``seconds`` for its next byte."""
         self._stall_timeout = seconds
-        sock = self._connection.sock if self._connection is not None else None
-        if sock is not None and seconds is not None:
-            sock.settimeout(seconds)
+        if self._connection is not None and seconds is not None:
+            self._connection.sock.settimeout(seconds)
 
     def readinto(self, buffer: memoryview, /) -> int:
+        if self._ended or self._connection is None:
+            return 0
         try:
-            count = self._answer.readinto(buffer)
+            return self._read(self._connection.reader, buffer)
         except _ERRORS as exc:  # TimeoutError (a stall) is an OSError
             raise body_failure(exc, self._stall_timeout) from exc
+
+    def _read(self, reader: io.BufferedReader, buffer: memoryview) -> int:
+        if self._chunked and not self._left:
+            self._left = self._next_chunk(reader)
+            if self._left == 0:
+                self._ended = True
+                return 0
+        want = len(buffer) if self._left is None else min(len(buffer), self._left)
+        count = reader.readinto(buffer[:want])
+        if count == 0:
+            if self._left is None:  # read to the close: this is the end
+                self._ended = True
+                return 0
+            raise body_failure(ConnectionError("the body ended early"), self._stall_timeout)
+        if self._left is not None:
+            self._left -= count
+            if self._left == 0 and self._chunked:
+                _line(reader)  # the CRLF after a chunk's data
+            elif self._left == 0:
+                self._ended = True
         return count
+
+    @staticmethod
+    def _next_chunk(reader: io.BufferedReader) -> int:
+        """The size of the next chunk; at the last (0), the trailer is read past too."""
+        line = _line(reader)
+        size = line.split(b";", 1)[0].strip()
+        try:
+            value = int(size, 16)
+        except ValueError:
+            raise ProtocolError(f"a malformed chunk size: {line[:40]!r}") from None
+        if value < 0:
+            raise ProtocolError(f"a malformed chunk size: {line[:40]!r}")
+        if value == 0:
+            while _line(reader) not in (b"\r\n", b"\n", b""):
+                pass
+        return value
 
     def read_all(self, limit: int = 64 * 1024 * 1024) -> bytes:
         """The whole of a small body (a listing page, a HEAD's empty one); the
         connection goes back to the pool afterwards."""
-        length = self._answer.length
-        if length is not None and length > limit:
-            self.close()
-            raise TransientError(f"an answer of {length} bytes where at most {limit} fit")
-        try:
-            data = self._answer.read()
-        except _ERRORS as exc:
-            self.close()
-            raise body_failure(exc, self._stall_timeout) from exc
+        data = self._read_up_to(limit + 1)
         self.close()
+        if len(data) > limit:
+            raise TransientError(f"an answer of more than {limit} bytes")
         return data
+
+    def _read_up_to(self, limit: int) -> bytes:
+        chunks = bytearray()
+        buffer = memoryview(bytearray(64 * 1024))
+        try:
+            while len(chunks) < limit and (count := self.readinto(buffer)):
+                chunks += buffer[:count]
+        except TransientError:
+            self.close()
+            raise
+        return bytes(chunks)
 
     def error_code(self) -> str:
         """The store's error code from an error answer's XML body ('' if none); the body
         is consumed and the connection let go."""
         try:
-            data = self._answer.read(_ERROR_BODY_LIMIT)
-        except _ERRORS:  # TimeoutError is an OSError
+            data = self._read_up_to(_ERROR_BODY_LIMIT)
+        except TransientError:
             data = b""
         match = _CODE.search(data)
         self.close()
@@ -242,11 +410,9 @@ class Response:
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        answer = self._answer
-        # Reused only when the whole announced body was read: a body cut short (or a
-        # chunked one, which these GETs never get) leaves the stream in an unknown place.
-        if answer.isclosed() and answer.length == 0 and not answer.will_close:
+        # Reused only when the whole body was read: a body cut short leaves the stream
+        # in an unknown place.
+        if self._ended and not self._will_close:
             self._pool.give_back(connection)
             return
-        answer.close()
         connection.close()
