@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import email.utils
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -108,6 +107,8 @@ def mtime_ns(last_modified: str | None) -> int | None:
                 tzinfo=datetime.UTC,
             )
             return int(moment.timestamp()) * 1_000_000_000
+    import email.utils  # only for a date not in the IMF-fixdate form stores send
+
     try:
         moment = email.utils.parsedate_to_datetime(last_modified)
     except (TypeError, ValueError):

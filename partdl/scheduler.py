@@ -39,7 +39,6 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
-import statistics
 import threading
 import time
 from collections import deque
@@ -398,8 +397,13 @@ class _Board:
         return back
 
     def _reference(self, rates: Iterable[float]) -> float | None:
-        samples = [*self._history, *rates]
-        return statistics.median(samples) if samples else None
+        samples = sorted([*self._history, *rates])
+        if not samples:
+            return None
+        middle = len(samples) // 2
+        if len(samples) % 2:
+            return samples[middle]
+        return (samples[middle - 1] + samples[middle]) / 2
 
     def finish(self, piece: _Piece, crc: int) -> None:
         with self._lock:

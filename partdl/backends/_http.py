@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 
 from ..errors import (
     AccessDeniedError,
@@ -46,6 +45,10 @@ def _opaque(etag: str) -> str:
 
 
 def _same_time(answer: str, pinned: str) -> bool:
+    if answer.strip() == pinned.strip():
+        return True  # the usual case, without parsing two dates per answer
+    from email.utils import parsedate_to_datetime
+
     try:
         return parsedate_to_datetime(answer) == parsedate_to_datetime(pinned)
     except (TypeError, ValueError):
