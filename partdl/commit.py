@@ -15,7 +15,10 @@ network holds back the loops instead of growing without bound.
 
 With ``durable=False`` (``fsync=False``) nothing is flushed, but the renames still
 happen here: a loop that renames inline waits on the folder's lock with every other
-loop renaming into it, and fetches nothing meanwhile.
+loop renaming into it, and fetches nothing meanwhile. Without a flush to wait on,
+the thread gathers files for up to ``GATHER`` seconds (or ``GATHER_COUNT`` files)
+before it renames them, so that it and the orchestrator wake once per batch rather
+than once per file, as they do while a flush runs.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +41,8 @@ from .errors import PartdlError
 logger = logging.getLogger("partdl")
 
 DEFAULT_LIMIT = 256
+GATHER = 0.02
+GATHER_COUNT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +112,9 @@ class Committer:
                 _discard(item, PartdlError("the download stopped before the file was in place"))
                 return
             self._pending.append(item)
-            self._lock.notify_all()
+            # The thread wakes for a first file, or for a batch it is gathering.
+            if len(self._pending) in (1, GATHER_COUNT):
+                self._lock.notify_all()
 
     def close(self, *, discard: bool = False) -> None:
         """Finish every queued file (or, with ``discard``, remove them) and stop the thread."""
@@ -120,6 +128,8 @@ class Committer:
         with self._lock:
             while not self._pending and not self._closing:
                 self._lock.wait()
+            if not self._durable:
+                self._gather()
             if not self._pending:
                 return None
             batch = list(self._pending)
@@ -130,6 +140,16 @@ class Committer:
                     _discard(item, PartdlError("the download stopped before the file was in place"))
                 return []
             return batch
+
+    def _gather(self) -> None:
+        """Wait (holding the condition) for a batch: ``GATHER_COUNT`` files, ``GATHER``
+        seconds after the first, or the end."""
+        deadline = time.monotonic() + GATHER
+        while len(self._pending) < GATHER_COUNT and not self._closing:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._lock.wait(left)
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
