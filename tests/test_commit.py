@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from partdl import commit
+from partdl import commit, files
 from partdl.commit import Committer, Finished
 from partdl.errors import LocalFileError, PartdlError
 
@@ -159,3 +159,27 @@ def test_without_syncfs_every_file_is_fsynced(
             os.close(fd)
 
     assert sorted(synced) == sorted(fds)
+
+
+@pytest.mark.parametrize("count", [1, commit.GATHER_COUNT + 3])
+def test_without_durability_files_are_renamed_in_batches_and_nothing_is_flushed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    def refuse(fds: list[int]) -> None:
+        raise AssertionError("fsync=False flushed")
+
+    monkeypatch.setattr(commit, "flush", refuse)
+    monkeypatch.setattr(files, "fsync_directory", refuse)
+    outcomes = _Outcomes()
+    outcomes.expected = count
+    committer = Committer(durable=False)
+    for index in range(count):
+        fd, temp = _temp(tmp_path, str(index), b"y" * index)
+        name = str(index)
+        committer.submit(Finished(fd, temp, str(tmp_path / name), outcomes.callback(name)))
+    # Not closed yet: a lone file goes into place once the gathering time is up.
+    assert outcomes.all_in.wait(10)
+    committer.close()
+
+    assert all(error is None for error in outcomes.seen.values())
+    assert sorted(os.listdir(tmp_path), key=int) == [str(i) for i in range(count)]

@@ -360,3 +360,23 @@ def test_the_command_downloads_from_oss_without_importing_oss2(
     assert (tmp_path / "f").read_bytes() == data
     agents = {s.headers.get("user-agent", "") for s in store.requests(bucket_name, "GET")}
     assert agents == {f"partdl/{partdl.__version__}"}
+
+
+def test_without_oss2_the_command_says_what_needs_it(
+    keys_env: pytest.MonkeyPatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_oss2(name: str, *args: object, **kwargs: object) -> object:
+        if name == "oss2":
+            raise ImportError("no oss2 here")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", no_oss2)
+    config = StoreConfig(endpoint="https://oss-cn-hangzhou.aliyuncs.com", region=OSS_REGION)
+    assert isinstance(oss_bucket(_source("bkt"), config), OssDirectBucket)
+    keys_env.setenv("HTTPS_PROXY", "http://proxy:3128")
+    with pytest.raises(partdl.InvalidArgumentError, match=r"behind a proxy.*partdl\[oss\]"):
+        oss_bucket(_source("bkt"), config)

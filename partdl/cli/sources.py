@@ -139,7 +139,7 @@ def oss_bucket(source: Source, config: StoreConfig) -> Any:
     direct = direct_oss_bucket(source, config, location.endpoint, location.region) if v4 else None
     if direct is not None:
         return direct
-    oss2 = require("oss2", "oss")
+    oss2 = require("oss2", "oss", "oss:// behind a proxy or with --sign-version 1")
     provider = credentials_provider(os.environ, config.profile)
     auth = oss2.ProviderAuthV4(provider) if v4 else oss2.ProviderAuth(provider)
     # One pooled connection per worker, so no worker waits for or discards a socket.
