@@ -406,6 +406,16 @@ def _selected(scenarios: list[Scenario], keys: str) -> list[Scenario]:
     return [s for s in scenarios if not wanted or {s.key, s.key.split("-")[0]} & wanted]
 
 
+def _merged_note(rerun_at: dict[str, str]) -> str:
+    """``(a, b) re-run on D1, (i, j) re-run on D2``: the scenarios of each --merge run."""
+    by_date: dict[str, list[str]] = {}
+    for key, date in rerun_at.items():
+        by_date.setdefault(date, []).append(key)
+    return ", ".join(
+        f"({', '.join(sorted(keys))}) re-run on {date}" for date, keys in sorted(by_date.items())
+    )
+
+
 def _compile_partdl() -> None:
     """Write partdl's bytecode, as installing a wheel does. The checkout is an editable
     install, and with PYTHONDONTWRITEBYTECODE (set on this VM) every contender process
@@ -455,7 +465,10 @@ def main(argv: list[str] | None = None) -> None:
         scenarios = [
             s for s in build(quick=args.quick, size=size) if s.key in rerun or s.key in measurements
         ]
-        meta["merged"] = f"({', '.join(sorted(rerun))}) re-run on {meta['date']}"
+        # When each scenario kept from earlier merges was last run, and this run's.
+        rerun_at = {**saved_meta.get("rerun_at", {}), **dict.fromkeys(rerun, meta["date"])}
+        meta["rerun_at"] = rerun_at
+        meta["merged"] = _merged_note(rerun_at)
         meta["date"] = saved_meta["date"]
     try:
         for scenario in scenarios:
