@@ -141,7 +141,7 @@ def test_the_canonical_query_is_sorted_and_bare_names_have_no_equals_sign() -> N
         ),
         ("http://127.0.0.1:9000", "127.0.0.1", 9000, "http", "/bkt/a/b%20c"),
         ("http://localhost:9000/", "localhost", 9000, "http", "/bkt/a/b%20c"),
-        ("http://[::1]:9000", "[::1]", 9000, "http", "/bkt/a/b%20c"),
+        ("http://[::1]:9000", "::1", 9000, "http", "/bkt/a/b%20c"),
     ],
 )
 def test_addressing_is_path_style_for_addresses_and_virtual_hosted_otherwise(

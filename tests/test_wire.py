@@ -421,6 +421,23 @@ def test_a_body_cut_short_is_a_transient_error(raw: Any) -> None:
         _get_all(pool)
 
 
+@pytest.mark.parametrize(
+    ("scheme", "host", "port", "header"),
+    [
+        ("http", "127.0.0.1", 9000, "127.0.0.1:9000"),
+        ("http", "example.com", 80, "example.com"),
+        ("https", "example.com", 443, "example.com"),
+        ("https", "example.com", None, "example.com"),
+        ("http", "::1", 9000, "[::1]:9000"),
+        ("https", "::1", None, "[::1]"),
+    ],
+)
+def test_the_host_header_brackets_an_ipv6_address_and_drops_a_default_port(
+    scheme: str, host: str, port: int | None, header: str
+) -> None:
+    assert Origin(scheme, host, port, 5.0, 5.0).host_header == header
+
+
 def test_a_request_is_one_well_formed_message(raw: Any) -> None:
     server = raw([b"HTTP/1.1 204 No Content\r\n\r\n"])
     pool = Pool(Origin("http", "127.0.0.1", server.port, 5.0, 5.0), 1)

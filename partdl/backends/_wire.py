@@ -89,7 +89,7 @@ class Origin:
 
     scheme: str
     host: str
-    """A name or an address; an IPv6 address in brackets, as in a URL."""
+    """A name or an address, as connected to (an IPv6 address without brackets)."""
     port: int | None
     connect_timeout: float | None
     read_timeout: float | None
@@ -99,18 +99,20 @@ class Origin:
 
     @property
     def host_header(self) -> str:
+        """``Host`` as RFC 9112 writes it: an IPv6 address in brackets, a port unless
+        it is the scheme's own."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
         default = 443 if self.scheme == "https" else 80
-        return self.host if self.port in (None, default) else f"{self.host}:{self.port}"
+        return host if self.port in (None, default) else f"{host}:{self.port}"
 
     def connect(self) -> Connection:
-        address = self.host.strip("[]")
         port = self.port or (443 if self.scheme == "https" else 80)
-        sock = socket.create_connection((address, port), timeout=self.connect_timeout)
+        sock = socket.create_connection((self.host, port), timeout=self.connect_timeout)
         try:
             # A request is written in one piece: nothing to gain from Nagle's wait.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.scheme == "https":
-                sock = tls_context(self.verify).wrap_socket(sock, server_hostname=address)
+                sock = tls_context(self.verify).wrap_socket(sock, server_hostname=self.host)
         except BaseException:
             sock.close()
             raise

@@ -150,10 +150,7 @@ def _wire_pool(bucket: oss2.Bucket, key: str, pool_size: int | None) -> Pool | N
     if not isinstance(verify, bool | str) or timeouts is None or parts.hostname is None:
         return None
     connect, read = timeouts
-    host = parts.hostname
-    if ":" in host and parts.port is None:
-        host = f"[{host}]"  # http.client reads a port after the last colon otherwise
-    origin = Origin(parts.scheme, host, parts.port, connect, read, verify)
+    origin = Origin(parts.scheme, parts.hostname, parts.port, connect, read, verify)
     return Pool(origin, pool_size or oss2.defaults.connection_pool_size)
 
 

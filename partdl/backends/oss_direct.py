@@ -78,8 +78,6 @@ class OssDirectBucket:
         host = parts.hostname
         if not path_style and not host.startswith(f"{self.name}."):
             host = f"{self.name}.{host}"  # unless the endpoint is the bucket's own host
-        if ":" in host:
-            host = f"[{host}]"  # an IPv6 literal: http.client reads a port after a colon
         origin = Origin(parts.scheme, host, parts.port, _TIMEOUT, _TIMEOUT, self.verify)
         object.__setattr__(self, "pool", Pool(origin, self.pool_size))
         object.__setattr__(self, "path_style", path_style)
