@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from partdl.backends._http import body_failure, check_partial_response, check_same_object
+from partdl.backends._http import (
+    body_failure,
+    check_partial_response,
+    check_same_object,
+    content_length,
+    oss_stat,
+)
+from partdl.crc import ChecksumAlgorithm
 from partdl.errors import ObjectChangedDuringRead, TransientError
-from partdl.model import ObjectStat
+from partdl.model import Checksum, ObjectStat
 
 PINNED = ObjectStat(
     size=1000,
@@ -96,3 +103,37 @@ def test_a_failed_body_read_is_transient_and_says_which_failure(
 
     assert isinstance(failure, TransientError)
     assert str(failure).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("headers", "length"),
+    [
+        ({"Content-Length": "12"}, 12),
+        ({"Content-Length": "0"}, 0),
+        ({}, None),
+        ({"Content-Length": "-1"}, None),
+        ({"Content-Length": "twelve"}, None),
+    ],
+)
+def test_content_length_is_a_number_or_none(headers: dict[str, str], length: int | None) -> None:
+    assert content_length(headers) == length
+
+
+def test_an_oss_answer_pins_its_etag_date_crc_and_version() -> None:
+    headers = {
+        "ETag": '"abc"',
+        "Last-Modified": "Tue, 01 Dec 2026 09:00:00 GMT",
+        "x-oss-hash-crc64ecma": "18446744073709551615",
+        "x-oss-version-id": "v2",
+    }
+    stat = oss_stat(headers, 1000, "v1")
+    assert stat == ObjectStat(
+        size=1000,
+        etag='"abc"',
+        last_modified="Tue, 01 Dec 2026 09:00:00 GMT",
+        checksum=Checksum(ChecksumAlgorithm.CRC64XZ, 2**64 - 1),
+        version_id="v2",
+    )
+    bare = oss_stat({"x-oss-hash-crc64ecma": "not a number"}, 5, "v1")
+    assert bare.checksum is None
+    assert bare.version_id == "v1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from ..crc import ChecksumAlgorithm
 from ..errors import (
     AccessDeniedError,
     NotFoundError,
@@ -12,7 +13,7 @@ from ..errors import (
     PartdlError,
     TransientError,
 )
-from ..model import ObjectStat
+from ..model import Checksum, ObjectStat
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:\d+-\d+|\*)/(\d+|\*)", re.IGNORECASE)
 
@@ -24,6 +25,30 @@ def body_failure(exc: BaseException, stall_timeout: float | None) -> TransientEr
         limit = f"{stall_timeout:g} s" if stall_timeout is not None else "the read timeout"
         return TransientError(f"the connection stalled: no data for {limit}")
     return TransientError(f"connection failed mid-body: {exc!r}")
+
+
+def content_length(headers: Mapping[str, str]) -> int | None:
+    """An answer's ``Content-Length``; None when absent or not a number."""
+    value = headers.get("Content-Length") or ""
+    return int(value) if value.isdigit() else None
+
+
+def oss_checksum(headers: Mapping[str, str]) -> Checksum | None:
+    """The whole-object CRC-64 an OSS answer publishes (``x-oss-hash-crc64ecma``)."""
+    value = headers.get("x-oss-hash-crc64ecma") or ""
+    return Checksum(ChecksumAlgorithm.CRC64XZ, int(value)) if value.isdigit() else None
+
+
+def oss_stat(headers: Mapping[str, str], size: int, version_id: str | None) -> ObjectStat:
+    """What an OSS HEAD or whole-object GET pins: ``size``, and the answer's ETag,
+    Last-Modified, CRC-64 and version id (``version_id`` when it names none)."""
+    return ObjectStat(
+        size=size,
+        etag=headers.get("ETag"),
+        last_modified=headers.get("Last-Modified"),
+        checksum=oss_checksum(headers),
+        version_id=headers.get("x-oss-version-id") or version_id,
+    )
 
 
 def content_range(start: int, end: int, size: int) -> str:

@@ -21,13 +21,19 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import requests
 import requests.adapters
 
-from ..crc import ChecksumAlgorithm
 from ..errors import InvalidArgumentError, ObjectChangedDuringRead, PartdlError, TransientError
 from ..model import Checksum, ObjectStat
 from ..options import DEFAULT_TASK_NUM
 from ..plan import validate_task_num
 from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
-from ._http import check_partial_response, check_same_object, content_range_size, error_class
+from ._http import (
+    check_partial_response,
+    check_same_object,
+    content_length,
+    content_range_size,
+    error_class,
+    oss_checksum,
+)
 
 logger = logging.getLogger("partdl")
 
@@ -225,17 +231,11 @@ def _conditions(stat: ObjectStat) -> dict[str, str]:
     return {}
 
 
-def _int_header(headers: Mapping[str, str], name: str) -> int | None:
-    value = headers.get(name, "")
-    return int(value) if value.isdigit() else None
-
-
 def _oss_crc(headers: Mapping[str, str]) -> Checksum | None:
-    """An OSS HEAD (e.g. through a presigned HEAD URL) publishes the object's CRC-64."""
-    value = headers.get("x-oss-hash-crc64ecma", "")
-    if not value.isdigit() or int(value) >= 1 << 64:
-        return None
-    return Checksum(ChecksumAlgorithm.CRC64XZ, int(value))
+    """An OSS HEAD (e.g. through a presigned HEAD URL) publishes the object's CRC-64;
+    from an arbitrary server, a value wider than 64 bits is no such CRC."""
+    found = oss_checksum(headers)
+    return found if found is not None and found.value < 1 << 64 else None
 
 
 def _skip(body: Urllib3Body, count: int) -> None:
@@ -341,7 +341,7 @@ class HttpBackend:
         with self._send("HEAD", self._head_url, {}, what) as response:
             if response.status_code != 200:
                 raise self._translate(response, what)
-            size = _int_header(response.headers, "Content-Length")
+            size = content_length(response.headers)
             if size is None:
                 raise PartdlError(f"{what}: the answer has no Content-Length")
             # Servers that take ranges say so; for any other, the GET probe decides.
@@ -359,7 +359,7 @@ class HttpBackend:
                 self._drain(response, what)
                 return self._stat(response, size, ranged=True)
             if status == 200:
-                size = _int_header(response.headers, "Content-Length")
+                size = content_length(response.headers)
                 if size is None:
                     raise PartdlError(
                         f"{what}: the server ignores ranges and sends no Content-Length"
@@ -391,7 +391,7 @@ class HttpBackend:
         if status == 200 and not stat.ranged:
             # Servers that ignore conditional headers are caught here, if they say enough.
             check_same_object(headers, stat)
-            total = _int_header(headers, "Content-Length")
+            total = content_length(headers)
             if total is not None and total != stat.size:
                 raise ObjectChangedDuringRead(
                     f"{what}: the object is now {total} bytes, not {stat.size}"
@@ -455,7 +455,7 @@ class HttpBackend:
         what = f"GET {self._location}"
         conditions = {"If-Match": etag} if etag and not etag.startswith("W/") else {}
         response = self._send("GET", self._url, conditions, what)
-        size = _int_header(response.headers, "Content-Length")
+        size = content_length(response.headers)
         if response.status_code != 200 or size is None:
             response.close()
             if response.status_code != 200:

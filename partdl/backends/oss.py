@@ -16,12 +16,11 @@ import requests.adapters
 import requests.structures
 import requests.utils
 
-from ..crc import ChecksumAlgorithm
 from ..errors import InvalidArgumentError, PartdlError, TransientError
 from ..listing import ListedObject, http_date, quoted_etag
-from ..model import Checksum, ObjectStat
+from ..model import ObjectStat
 from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
-from ._http import check_partial_response, error_class
+from ._http import check_partial_response, content_length, error_class, oss_stat
 from ._wire import Origin, Pool, Response
 
 
@@ -170,11 +169,6 @@ def _private_bucket(bucket: oss2.Bucket, key: str, pool_size: int | None) -> oss
     return private
 
 
-def _length(headers: Mapping[str, str]) -> int:
-    length = headers.get("Content-Length", "")
-    return int(length) if length.isdigit() else -1
-
-
 def refuse_client_side_encryption(bucket: oss2.Bucket) -> None:
     """Ranged reads of a CryptoBucket's object are ciphertext: never write them as the file."""
     if isinstance(bucket, oss2.CryptoBucket):
@@ -214,15 +208,7 @@ class OssBackend:
             )
         except oss2.exceptions.OssError as exc:
             raise _translate(exc, f"HEAD {self.source}") from exc
-        headers = result.headers
-        crc = headers.get("x-oss-hash-crc64ecma")
-        return ObjectStat(
-            size=int(result.content_length),
-            etag=headers.get("ETag"),
-            last_modified=headers.get("Last-Modified"),
-            checksum=Checksum(ChecksumAlgorithm.CRC64XZ, int(crc)) if crc else None,
-            version_id=headers.get("x-oss-version-id") or self._version_id,
-        )
+        return oss_stat(result.headers, int(result.content_length), self._version_id)
 
     def read(self, start: int, end: int, stat: ObjectStat) -> Urllib3Body | Response:
         headers = dict(self._headers)
@@ -258,7 +244,7 @@ class OssBackend:
         except NETWORK_ERRORS as exc:
             raise TransientError(f"{what}: {exc!r}") from exc
         raw: Any = result.resp.response.raw
-        length = span[1] - span[0] if span is not None else max(_length(result.headers), 0)
+        length = span[1] - span[0] if span is not None else content_length(result.headers) or 0
         body = Urllib3Body(raw, length, stall_timeout=self._stall_timeout)
         return result.status, result.headers, body
 
@@ -315,19 +301,11 @@ class OssBackend:
             headers["If-Match"] = etag
         what = f"GET {self.source}"
         status, found, body = self._get(headers, what)
-        size = _length(found)
-        if status != 200 or size < 0:
+        size = content_length(found)
+        if status != 200 or size is None:
             body.close()
             raise TransientError(f"{what}: expected HTTP 200 with a Content-Length")
-        crc = found.get("x-oss-hash-crc64ecma", "")
-        stat = ObjectStat(
-            size=size,
-            etag=found.get("ETag"),
-            last_modified=found.get("Last-Modified"),
-            checksum=Checksum(ChecksumAlgorithm.CRC64XZ, int(crc)) if crc.isdigit() else None,
-            version_id=found.get("x-oss-version-id") or self._version_id,
-        )
-        return stat, body
+        return oss_stat(found, size, self._version_id), body
 
     def list_objects(self, prefix: str) -> Iterator[ListedObject]:
         """Every object under ``prefix`` (ListObjectsV2), one page of 1,000 at a time."""

@@ -19,12 +19,11 @@ from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlencode, urlsplit
 from xml.etree import ElementTree
 
-from ..crc import ChecksumAlgorithm
 from ..errors import InvalidArgumentError, PartdlError, TransientError
 from ..listing import ListedObject, http_date, quoted_etag
-from ..model import Checksum, ObjectStat
+from ..model import ObjectStat
 from ..plan import DEFAULT_STALL_TIMEOUT
-from ._http import check_partial_response, error_class
+from ._http import check_partial_response, content_length, error_class, oss_stat
 from ._oss_sign import Keys, sign
 from ._wire import Headers, Origin, Pool, Response
 
@@ -119,18 +118,9 @@ class OssDirectBucket:
         return response
 
 
-def _stat(headers: Headers, fallback_version: str | None) -> ObjectStat | None:
-    length = headers.get("Content-Length", "")
-    if not length.isdigit():
-        return None
-    crc = headers.get("x-oss-hash-crc64ecma", "")
-    return ObjectStat(
-        size=int(length),
-        etag=headers.get("ETag"),
-        last_modified=headers.get("Last-Modified"),
-        checksum=Checksum(ChecksumAlgorithm.CRC64XZ, int(crc)) if crc.isdigit() else None,
-        version_id=headers.get("x-oss-version-id") or fallback_version,
-    )
+def _stat(headers: Headers, version_id: str | None) -> ObjectStat | None:
+    size = content_length(headers)
+    return None if size is None else oss_stat(headers, size, version_id)
 
 
 class OssDirectBackend:

@@ -13,12 +13,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..crc import ChecksumAlgorithm
 from ..errors import AccessDeniedError, InvalidArgumentError, PartdlError, TransientError
 from ..listing import ListedObject, http_date, quoted_etag
-from ..model import Checksum, ObjectStat
+from ..model import ObjectStat
 from ..plan import DEFAULT_STALL_TIMEOUT
-from ._http import check_partial_response, error_class
+from ._http import check_partial_response, error_class, oss_stat
 
 if TYPE_CHECKING:
     from ._body import Urllib3Body
@@ -200,14 +199,7 @@ class OssV2Backend:
         return self._stat_of(result.headers, int(result.headers["Content-Length"]))
 
     def _stat_of(self, headers: Mapping[str, str], size: int) -> ObjectStat:
-        crc = headers.get("x-oss-hash-crc64ecma") or ""
-        return ObjectStat(
-            size=size,
-            etag=headers.get("ETag"),
-            last_modified=headers.get("Last-Modified"),
-            checksum=Checksum(ChecksumAlgorithm.CRC64XZ, int(crc)) if crc.isdigit() else None,
-            version_id=headers.get("x-oss-version-id") or self._version_id,
-        )
+        return oss_stat(headers, size, self._version_id)
 
     def _body(self, result: Any, length: int) -> Urllib3Body | _ChunkBody:
         from ._body import Urllib3Body
