@@ -63,6 +63,14 @@ class _Closed(Exception):
     """The connection ended before the first byte of an answer."""
 
 
+def environment_ca_bundle() -> str | None:
+    """The CA bundle the environment names for requests (``REQUESTS_CA_BUNDLE``, else
+    ``CURL_CA_BUNDLE``), so that both of partdl's HTTP paths trust the same CAs."""
+    import os
+
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+
+
 @lru_cache(maxsize=8)
 def tls_context(verify: bool | str) -> ssl.SSLContext:
     """A client TLS context: the default one, one trusting a CA bundle (a file or a
@@ -319,8 +327,7 @@ class Response:
         elif (length := headers.get("Content-Length", "").strip()).isdigit():
             self._left = int(length)
         elif "Content-Length" in headers:
-            self._will_close = True
-            self.close()
+            self.close()  # nothing of the body was read: the connection goes
             raise ProtocolError(f"a malformed Content-Length: {length[:40]!r}")
         else:
             self._left, self._will_close = None, True  # the body ends with the connection

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -21,7 +20,7 @@ from ..listing import ListedObject, http_date, quoted_etag
 from ..model import ObjectStat
 from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
 from ._http import check_partial_response, content_length, error_class, oss_stat
-from ._wire import Origin, Pool, Response
+from ._wire import Origin, Pool, Response, environment_ca_bundle
 
 
 def _translate(exc: oss2.exceptions.OssError, what: str) -> PartdlError:
@@ -72,7 +71,7 @@ def _settle_environment(session: requests.Session, url: str, no_proxy: str | Non
     proxies = dict(session.proxies)
     proxies.update(requests.utils.get_environ_proxies(url, no_proxy=no_proxy))
     session.proxies = proxies
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    bundle = environment_ca_bundle()
     if bundle:
         session.verify = bundle
     if session.auth is None:

@@ -200,8 +200,12 @@ class OssDirectBackend:
         what = f"LIST oss://{self._bucket.name}/{prefix}"
         token = ""
         while True:
-            params = {"list-type": "2", "prefix": prefix, "max-keys": str(_PAGE)}
-            params["encoding-type"] = "url"
+            params = {
+                "list-type": "2",
+                "prefix": prefix,
+                "max-keys": str(_PAGE),
+                "encoding-type": "url",
+            }
             if token:
                 params["continuation-token"] = token
             response = self._bucket.send("GET", "", params, payer, what)

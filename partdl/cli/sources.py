@@ -136,11 +136,10 @@ def oss_bucket(source: Source, config: StoreConfig) -> Any:
 
     v4 = config.sign_version != "1"
     location = locate(config.region, config.endpoint, os.environ, v4=v4)
-    direct = direct_oss_bucket(source, config, location.endpoint, location.region) if v4 else None
-    if direct is not None:
-        return direct
-    oss2 = require("oss2", "oss", "oss:// behind a proxy or with --sign-version 1")
     provider = credentials_provider(os.environ, config.profile)
+    if v4 and location.region is not None and not _proxied(location.endpoint):
+        return direct_oss_bucket(source, config, location.endpoint, location.region, provider)
+    oss2 = require("oss2", "oss", "oss:// behind a proxy or with --sign-version 1")
     auth = oss2.ProviderAuthV4(provider) if v4 else oss2.ProviderAuth(provider)
     # One pooled connection per worker, so no worker waits for or discards a socket.
     session = oss2.Session(pool_size=max(10, config.pool_size))
@@ -189,20 +188,17 @@ def _proxied(endpoint: str) -> bool:
 
 
 def direct_oss_bucket(
-    source: Source, config: StoreConfig, endpoint: str, region: str | None
+    source: Source, config: StoreConfig, endpoint: str, region: str, provider: Any
 ) -> Any:
     """partdl's own OSS client (:mod:`partdl.backends.oss_direct`), which spares the
-    half second ``import oss2`` takes; None where it would not behave as oss2 does:
-    a proxy for the endpoint, which only requests speaks."""
-    if region is None or _proxied(endpoint):
-        return None
+    half second ``import oss2`` takes. Used where it behaves as oss2 would: not behind
+    a proxy, which only requests speaks (see :func:`_proxied`)."""
     from .. import __version__
+    from ..backends._wire import environment_ca_bundle
     from ..backends.oss_direct import OssDirectBucket
-    from ..oss_setup import credentials_provider
 
-    provider = credentials_provider(os.environ, config.profile)
     # What requests, and so oss2, trusts: a bundle named by the environment, else certifi.
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    bundle = environment_ca_bundle()
     return OssDirectBucket(
         endpoint,
         source.bucket,
