@@ -18,8 +18,9 @@ taken in the order it was fed, so parts of jobs already started go first. A
   removes the idle tail of the last round of parts.
 - **Abandoning.** A connection delivering far below its peers (under
   ``1/SLOW_FACTOR`` of their median, judged once its body has flowed for
-  ``SLOW_AGE`` seconds, and with more than another ``SLOW_AGE`` of bytes to go at its
-  rate) is closed and its range resumed on a new one by the same worker. Waiting for
+  ``SLOW_AGE`` seconds, or for ``EARLY_AGE`` once it is ``SLOW_DEFICIT`` bytes behind
+  them, and with more than another ``SLOW_AGE`` of bytes to go at its rate) is closed
+  and its range resumed on a new one by the same worker. Waiting for
   response headers is not judged here: that is the SDK's read timeout. Each range is
   abandoned at most ``MAX_ABANDONS`` times and a run at most ``task_num`` times plus
   one in four of its GETs, so a uniformly slow link, where nobody is far below
@@ -63,20 +64,35 @@ TICK = 0.1
 # slow start cost more than they save.
 MIN_SPLIT = 1 * MiB
 _SPLIT_ALIGN = 64 * KiB
-# A connection's rate is judged only after it has run this long (seconds)... (0.25 s
-# cut the stragglers benchmark by 3 % but misjudged even connections on a loaded
-# machine: a uniformly slow link was churned.)
-SLOW_AGE = 0.5
-# ...and it is abandoned when under 1/SLOW_FACTOR of its peers' median rate.
+# A connection is abandoned when under 1/SLOW_FACTOR of its peers' median rate...
 SLOW_FACTOR = 5
+# ...judged once its body has flowed for SLOW_AGE seconds (a quarter second misjudged
+# even connections on a loaded machine: a uniformly slow link was churned)...
+SLOW_AGE = 0.5
+# ...or already after EARLY_AGE when it has fallen SLOW_DEFICIT bytes behind what its
+# peers delivered in the same time: far more than a new connection costs, so waiting
+# longer only loses more. Only fast peers build such a deficit that soon, so a slow
+# link is judged as before.
+EARLY_AGE = 0.15
+SLOW_DEFICIT = 4 * MiB
 MAX_ABANDONS = 2
 # Reads are sized to return within about this long (seconds), so a worker on a slow
 # connection still sees a split or an abandon promptly; a new connection starts small.
-_READ_SLICE = 0.2
+_READ_SLICE = 0.05
 _FIRST_READ = 64 * KiB
 _MIN_READ = 16 * KiB
 # Finished connections remembered for the reference rate.
 _RATE_HISTORY = 16
+
+
+def crawling(rate: float, reference: float, age: float, left: int) -> bool:
+    """Whether a connection at ``rate`` (bytes/s, its body flowing for ``age`` s, ``left``
+    bytes to go) is worth abandoning while its peers deliver ``reference``."""
+    if age < EARLY_AGE or rate * SLOW_FACTOR >= reference:
+        return False
+    if age < SLOW_AGE and (reference - rate) * age < SLOW_DEFICIT:
+        return False
+    return left > rate * SLOW_AGE  # else it is about to finish anyway
 
 
 @dataclass(frozen=True, eq=False)
@@ -290,7 +306,7 @@ class _Board:
             judged = [
                 (piece, rate)
                 for piece in self._running
-                if piece.age(now) >= SLOW_AGE
+                if piece.age(now) >= EARLY_AGE
                 and (rate := piece.rate(now)) is not None
                 and piece.state.error is None
             ]
@@ -301,10 +317,9 @@ class _Board:
                     continue
                 peers = [other for candidate, other in judged if candidate is not piece]
                 reference = self._reference(peers)
-                if reference is None or rate * SLOW_FACTOR >= reference:
+                left = piece.end - piece.position
+                if reference is None or not crawling(rate, reference, piece.age(now), left):
                     continue
-                if piece.end - piece.position <= rate * SLOW_AGE:
-                    continue  # about to finish anyway
                 piece.abandon = True
                 piece.abandons += 1
                 self.abandons += 1

@@ -28,7 +28,7 @@ from partdl.crc import ChecksumAlgorithm, checksum, updater
 from partdl.errors import PartdlError
 from partdl.model import ObjectStat
 from partdl.plan import MiB, plan_parts
-from partdl.scheduler import MIN_SPLIT, Job, Scheduler
+from partdl.scheduler import MIN_SPLIT, Job, Scheduler, crawling
 from partdl.worker import PartDone, PartWorker, Progress
 from tests.faultchild import Child
 from tests.faultproxy import TAG_HEADER, Fault, FaultProxy, Record, Rule
@@ -193,6 +193,29 @@ def test_a_crawling_connection_is_abandoned_and_its_part_resumed_on_another(
     assert resumed[0].complete
     assert len(gets) == 13
     assert result.parts_fetched == 12
+
+
+@pytest.mark.parametrize(
+    ("rate", "reference", "age", "left", "verdict"),
+    [
+        # A straggler at a tenth of fast peers is judged early: 6.75 MiB behind at 0.15 s.
+        (5 * MiB, 50 * MiB, 0.15, 12 * MiB, True),
+        (5 * MiB, 50 * MiB, 0.10, 12 * MiB, False),  # too young to judge at all
+        # Slow peers build no such deficit early: the same ratio waits for SLOW_AGE.
+        (0.2 * MiB, 2 * MiB, 0.3, 12 * MiB, False),
+        (0.2 * MiB, 2 * MiB, 0.5, 12 * MiB, True),
+        # Not far enough below its peers, however old.
+        (12 * MiB, 50 * MiB, 5.0, 64 * MiB, False),
+        (1.9 * MiB, 2 * MiB, 5.0, 64 * MiB, False),
+        # About to finish at its own rate: a new connection would not be sooner.
+        (5 * MiB, 50 * MiB, 0.2, 2 * MiB, False),
+        (0.0, 50 * MiB, 0.2, 1, True),  # nothing at all arrives
+    ],
+)
+def test_which_connections_count_as_crawling(
+    rate: float, reference: float, age: float, left: int, verdict: bool
+) -> None:
+    assert crawling(rate, reference, age, left) is verdict
 
 
 def test_a_uniformly_slow_link_is_not_churned(scene: Scene) -> None:
