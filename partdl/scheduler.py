@@ -249,7 +249,8 @@ class _Board:
         self._lock = threading.Condition()
         self._task_num = task_num
         self._events = events
-        self._jobs: list[_JobState | _TaskState] = []
+        # In the order fed; keyed by the work itself so that forgetting one is cheap.
+        self._jobs: dict[Work, _JobState | _TaskState] = {}
         self._running: set[_Piece] = set()
         self._history: deque[float] = deque(maxlen=_RATE_HISTORY)
         self._closed = False
@@ -262,16 +263,19 @@ class _Board:
         with self._lock:
             self._hungry_told = False
             if isinstance(work, Task):
-                self._jobs.append(_TaskState(work))
-            else:
-                state = _JobState(work, deque(work.parts), parts_left=len(work.parts))
-                self._jobs.append(state)
-                self._settle(state)
-            self._lock.notify_all()
+                self._jobs[work] = _TaskState(work)
+                # One task is one loop's work: waking every idle loop for it would make
+                # them all contend for the lock (and the GIL) to find it taken.
+                self._lock.notify()
+                return
+            state = _JobState(work, deque(work.parts), parts_left=len(work.parts))
+            self._jobs[work] = state
+            self._settle(state)
+            self._lock.notify_all()  # idle loops may split the parts others start
 
     def forget(self, work: Work) -> None:
         with self._lock:
-            self._jobs = [state for state in self._jobs if _work_of(state) is not work]
+            self._jobs.pop(work, None)
 
     def hungry(self) -> bool:
         with self._lock:
@@ -284,7 +288,7 @@ class _Board:
         a job's parts are all fed with it.
         """
         waiting = 0
-        for state in self._jobs:
+        for state in self._jobs.values():
             if isinstance(state, _TaskState):
                 waiting += not state.taken
             elif state.pending and state.error is None:
@@ -295,8 +299,8 @@ class _Board:
         """Stop every job and task and let every loop return once its worker has let go."""
         with self._lock:
             self._closed = True
-            for state in self._jobs:
-                _work_of(state).stop.set()
+            for work in self._jobs:
+                work.stop.set()
             self._lock.notify_all()
 
     def check_slow(self, now: float) -> None:
@@ -352,7 +356,7 @@ class _Board:
             return None
 
     def _next_work(self) -> _Piece | _TaskState | None:
-        for state in self._jobs:
+        for state in self._jobs.values():
             if isinstance(state, _TaskState):
                 if not state.taken:
                     state.taken = True
@@ -701,10 +705,6 @@ class Scheduler:
                 for future in pending:
                     future.cancel()
                 wait(pending)
-
-
-def _work_of(state: _JobState | _TaskState) -> Work:
-    return state.task if isinstance(state, _TaskState) else state.job
 
 
 class _JobList:

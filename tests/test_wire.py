@@ -8,6 +8,7 @@ trustme), and the local object store through oss2 buckets configured both ways.
 from __future__ import annotations
 
 import http.server
+import io
 import os
 import ssl
 import threading
@@ -22,7 +23,7 @@ import requests.adapters
 import trustme
 
 import partdl
-from partdl.backends._wire import Origin, Pool
+from partdl.backends._wire import Origin, Pool, ProtocolError, _read_head
 from partdl.backends.oss import OssBackend
 from partdl.errors import PartdlError, TransientError
 from tests.store import LocalStore
@@ -419,6 +420,66 @@ def test_a_body_cut_short_is_a_transient_error(raw: Any) -> None:
     pool = _pool(raw([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"], close_after=True).port)
     with pytest.raises(TransientError, match="mid-body"):
         _get_all(pool)
+
+
+class _Pieces(io.RawIOBase):
+    """A stream that hands out its bytes in the given pieces, one per read, as a socket
+    does when an answer arrives in several segments."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self._pieces = list(pieces)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._pieces:
+            return 0
+        piece = self._pieces.pop(0)
+        buffer[: len(piece)] = piece
+        return len(piece)
+
+
+_HEAD = (
+    b"HTTP/1.1 100 Continue\r\n\r\n"
+    b'HTTP/1.1 206 Partial Content\r\nETag: "e"\r\nX-Long: one\r\n two\r\n'
+    b"Content-Length: 3\r\n\r\nabc"
+)
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [_HEAD],  # all buffered: read in one go
+        *([_HEAD[:cut], _HEAD[cut:]] for cut in (5, 27, 40, 60, 75, len(_HEAD) - 4)),
+        [bytes([byte]) for byte in _HEAD],  # a byte at a time
+        [_HEAD.replace(b"\r\n", b"\n")],  # bare LF line ends, as some servers send
+        [_HEAD[:60].replace(b"\r\n", b"\n") + _HEAD[60:]],  # mixed
+    ],
+)
+def test_a_head_parses_the_same_however_it_arrives(pieces: list[bytes]) -> None:
+    reader: Any = io.BufferedReader(_Pieces(pieces))  # a socket's reader, as _wire reads it
+    version, status, headers = _read_head(reader)
+    assert (version, status) == (b"HTTP/1.1", 206)
+    assert headers["etag"] == '"e"'
+    assert (headers["x-long"], headers["content-length"]) == ("one two", "3")
+    assert reader.read() == b"abc"  # the body starts right after the blank line
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: v\r\n" % n for n in range(101)) + b"\r\n",
+        b"HTTP/1.1 200 OK\r\n : v\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nName : v\r\n\r\n",
+        b"\r\nHTTP/1.1 200 OK\r\n\r\n",
+    ],
+)
+def test_a_malformed_head_is_refused_buffered_or_not(head: bytes) -> None:
+    for pieces in ([head], [bytes([byte]) for byte in head]):
+        reader: Any = io.BufferedReader(_Pieces(pieces))
+        with pytest.raises(ProtocolError):
+            _read_head(reader)
 
 
 @pytest.mark.parametrize(

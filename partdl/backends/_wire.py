@@ -194,7 +194,8 @@ def _line(reader: io.BufferedReader) -> bytes:
 def _read_head(reader: io.BufferedReader) -> tuple[bytes, int, Headers]:
     """The version, status and headers of the next final answer (1xx ones skipped)."""
     while True:
-        line = _line(reader)
+        lines = _buffered_head(reader) or _head_lines(reader)
+        line = next(lines, b"")
         if not line:
             raise _Closed
         version, _, rest = line.partition(b" ")
@@ -202,7 +203,7 @@ def _read_head(reader: io.BufferedReader) -> tuple[bytes, int, Headers]:
         if not version.startswith(b"HTTP/1.") or len(code) != 3 or not code.isdigit():
             raise ProtocolError(f"not an HTTP/1.x status line: {line[:80]!r}")
         fields: list[tuple[str, str]] = []
-        while (field := _line(reader)) not in (b"\r\n", b"\n", b""):
+        for field in lines:
             if len(fields) >= _MAX_HEADERS:
                 raise ProtocolError(f"more than {_MAX_HEADERS} header fields")
             if field[:1] in (b" ", b"\t") and fields:  # an obsolete folded line
@@ -217,6 +218,27 @@ def _read_head(reader: io.BufferedReader) -> tuple[bytes, int, Headers]:
         if 100 <= status < 200:
             continue  # 100 Continue and the like: the real answer follows
         return version, status, Headers(fields)
+
+
+def _buffered_head(reader: io.BufferedReader) -> Iterator[bytes] | None:
+    """The head's lines in one read when all of it is already buffered, as it almost
+    always is (one readline per header line costs more than the rest of the parse);
+    None, with nothing consumed, when it is not, uses bare LF line ends or starts with
+    a blank line (the line-by-line path refuses that)."""
+    buffered = reader.peek()
+    end = buffered.find(b"\r\n\r\n")
+    if end < 0 or buffered[:1] in (b"\r", b"\n"):
+        return None
+    if buffered.count(b"\n", 0, end) != buffered.count(b"\r\n", 0, end):
+        return None
+    return iter(reader.read(end + 4)[:end].split(b"\r\n"))
+
+
+def _head_lines(reader: io.BufferedReader) -> Iterator[bytes]:
+    """The status line (empty at EOF), then each header line up to the blank one."""
+    yield _line(reader)
+    while (line := _line(reader)) not in (b"\r\n", b"\n", b""):
+        yield line
 
 
 class Pool:

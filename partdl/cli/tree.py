@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import multiprocessing
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from typing import Any
 
 from .. import BatchResult, ObjectOutcome
@@ -53,6 +52,10 @@ def _on_object(args: argparse.Namespace) -> Callable[[ObjectOutcome], None]:
 def executor(args: argparse.Namespace) -> Iterator[Executor | None]:
     """Where the transfers run: here, ``--processes N`` local processes, or ``--dask``."""
     if args.processes:
+        # Imported here: multiprocessing costs ~20 ms of every other run's start.
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
         # spawn, not fork: a child starts clean, with no copy of this process's threads.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.processes, mp_context=context) as pool:
