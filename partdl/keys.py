@@ -42,7 +42,8 @@ class KeyPath(NamedTuple):
         return "/".join(self.parts)
 
     def under(self, directory: str) -> str:
-        return os.path.join(directory, *self.parts)
+        # One join of the relative path: no part is empty or absolute (key_path saw to it).
+        return os.path.join(directory, "/".join(self.parts)) if self.parts else directory
 
 
 def _shown(key: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -89,6 +90,9 @@ def http_date(moment: float | datetime.datetime) -> str:
     )
 
 
+# Objects uploaded together share their second: a tree's dates repeat, and parsing
+# one costs more than the rest of planning its object.
+@functools.lru_cache(maxsize=1024)
 def mtime_ns(last_modified: str | None) -> int | None:
     """An HTTP date as nanoseconds since the epoch, or None if it does not parse."""
     if not last_modified:

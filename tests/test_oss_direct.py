@@ -39,6 +39,8 @@ SIGNED = [
         "",
     ),
     ("GET", "", {"list-type": "2", "prefix": "", "encoding-type": "url"}, {}, ""),
+    # A signed name that is a prefix of another sorts first, whatever the case given.
+    ("GET", "k", {}, {"X-Oss-Meta-A-B": "2", "x-oss-meta-a": "1", "Content-MD5": "m"}, ""),
 ]
 
 

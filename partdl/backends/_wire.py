@@ -167,21 +167,27 @@ class Headers(Mapping[str, str]):
     def tokens(self, name: str) -> set[str]:
         """A comma-separated header's values, lowercased (``Connection``,
         ``Transfer-Encoding``)."""
-        return {t.strip().lower() for t in self._items.get(name.lower(), "").split(",")}
+        value = self._items.get(name.lower())
+        if not value:
+            return set()  # the usual case: absent
+        return {t.strip().lower() for t in value.split(",")}
 
 
 def _request_bytes(method: str, target: str, host: str, headers: Mapping[str, str]) -> bytes:
     lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
-    names = {name.lower() for name in headers}
-    if "accept-encoding" not in names:
-        lines.append("Accept-Encoding: identity")  # the bytes as stored, never recoded
+    identity = True
     for name, value in headers.items():
-        if any(c in name for c in "\r\n:") or "\r" in value or "\n" in value:
+        if "\r" in name or "\n" in name or ":" in name or "\r" in value or "\n" in value:
             raise PartdlError(f"refusing to send a malformed header {name!r}")
+        if identity and name.lower() == "accept-encoding":
+            identity = False
         lines.append(f"{name}: {value}")
-    if any(c in target for c in " \r\n"):
+    if identity:
+        lines.insert(2, "Accept-Encoding: identity")  # the bytes as stored, never recoded
+    if " " in target or "\r" in target or "\n" in target:
         raise PartdlError("refusing to send a request target with spaces or line breaks")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1")
 
 
 def _line(reader: io.BufferedReader) -> bytes:

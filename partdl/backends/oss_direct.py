@@ -12,6 +12,7 @@ connections, signed by :mod:`._oss_sign`. Addressing follows oss2: path style
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_address
@@ -254,6 +255,7 @@ class _Page:
         return cls(objects, token)
 
 
+@functools.lru_cache(maxsize=1024)  # a listing's dates repeat (see listing.mtime_ns)
 def _iso_to_http(iso: str) -> str | None:
     """``2012-02-24T08:42:32.000Z`` as an HTTP date, the form ObjectStat keeps."""
     try:
