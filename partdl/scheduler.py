@@ -73,7 +73,7 @@ SLOW_AGE = 0.5
 # peers delivered in the same time: far more than a new connection costs, so waiting
 # longer only loses more. Only fast peers build such a deficit that soon, so a slow
 # link is judged as before.
-EARLY_AGE = 0.15
+EARLY_AGE = 0.1
 SLOW_DEFICIT = 4 * MiB
 MAX_ABANDONS = 2
 # Reads are sized to return within about this long (seconds), so a worker on a slow

@@ -198,9 +198,11 @@ def test_a_crawling_connection_is_abandoned_and_its_part_resumed_on_another(
 @pytest.mark.parametrize(
     ("rate", "reference", "age", "left", "verdict"),
     [
-        # A straggler at a tenth of fast peers is judged early: 6.75 MiB behind at 0.15 s.
-        (5 * MiB, 50 * MiB, 0.15, 12 * MiB, True),
-        (5 * MiB, 50 * MiB, 0.10, 12 * MiB, False),  # too young to judge at all
+        # A straggler at a tenth of fast peers is judged early: 4.5 MiB behind at 0.1 s.
+        (5 * MiB, 50 * MiB, 0.1, 12 * MiB, True),
+        (5 * MiB, 50 * MiB, 0.05, 12 * MiB, False),  # too young to judge at all
+        (5 * MiB, 30 * MiB, 0.1, 12 * MiB, False),  # 2.5 MiB behind: not yet
+        (5 * MiB, 30 * MiB, 0.2, 12 * MiB, True),  # 5 MiB behind
         # Slow peers build no such deficit early: the same ratio waits for SLOW_AGE.
         (0.2 * MiB, 2 * MiB, 0.3, 12 * MiB, False),
         (0.2 * MiB, 2 * MiB, 0.5, 12 * MiB, True),
