@@ -69,10 +69,10 @@ SLOW_FACTOR = 5
 # ...judged once its body has flowed for SLOW_AGE seconds (a quarter second misjudged
 # even connections on a loaded machine: a uniformly slow link was churned)...
 SLOW_AGE = 0.5
-# ...or already after EARLY_AGE when it has fallen SLOW_DEFICIT bytes behind what its
-# peers delivered in the same time: far more than a new connection costs, so waiting
-# longer only loses more. Only fast peers build such a deficit that soon, so a slow
-# link is judged as before.
+# ...or already after EARLY_AGE when it has fallen SLOW_DEFICIT bytes behind what the
+# connections running beside it delivered in the same time: far more than a new
+# connection costs, so waiting longer only loses more. Only fast peers build such a
+# deficit that soon, so a slow link is judged as before.
 EARLY_AGE = 0.1
 SLOW_DEFICIT = 4 * MiB
 MAX_ABANDONS = 2
@@ -85,14 +85,19 @@ _MIN_READ = 16 * KiB
 _RATE_HISTORY = 16
 
 
-def crawling(rate: float, reference: float, age: float, left: int) -> bool:
+def crawling(rate: float, age: float, left: int, *, reference: float, running: float) -> bool:
     """Whether a connection at ``rate`` (bytes/s, its body flowing for ``age`` s, ``left``
-    bytes to go) is worth abandoning while its peers deliver ``reference``."""
-    if age < EARLY_AGE or rate * SLOW_FACTOR >= reference:
+    bytes to go) is worth abandoning.
+
+    ``reference`` is its peers' median rate, finished connections included; ``running``
+    the median of the connections running beside it now, the only ones that can show
+    what it missed in the same time (the early rule).
+    """
+    if age < EARLY_AGE or left <= rate * SLOW_AGE:  # too soon, or about to finish anyway
         return False
-    if age < SLOW_AGE and (reference - rate) * age < SLOW_DEFICIT:
-        return False
-    return left > rate * SLOW_AGE  # else it is about to finish anyway
+    if age >= SLOW_AGE:
+        return rate * SLOW_FACTOR < reference
+    return rate * SLOW_FACTOR < running and (running - rate) * age >= SLOW_DEFICIT
 
 
 @dataclass(frozen=True, eq=False)
@@ -321,8 +326,12 @@ class _Board:
                     continue
                 peers = [other for candidate, other in judged if candidate is not piece]
                 reference = self._reference(peers)
+                if reference is None:
+                    continue
+                running = _median(peers) if peers else 0.0
                 left = piece.end - piece.position
-                if reference is None or not crawling(rate, reference, piece.age(now), left):
+                age = piece.age(now)
+                if not crawling(rate, age, left, reference=reference, running=running):
                     continue
                 piece.abandon = True
                 piece.abandons += 1
@@ -416,13 +425,8 @@ class _Board:
         return back
 
     def _reference(self, rates: Iterable[float]) -> float | None:
-        samples = sorted([*self._history, *rates])
-        if not samples:
-            return None
-        middle = len(samples) // 2
-        if len(samples) % 2:
-            return samples[middle]
-        return (samples[middle - 1] + samples[middle]) / 2
+        samples = [*self._history, *rates]
+        return _median(samples) if samples else None
 
     def finish(self, piece: _Piece, crc: int) -> None:
         with self._lock:
@@ -705,6 +709,14 @@ class Scheduler:
                 for future in pending:
                     future.cancel()
                 wait(pending)
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 class _JobList:

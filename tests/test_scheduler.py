@@ -196,28 +196,33 @@ def test_a_crawling_connection_is_abandoned_and_its_part_resumed_on_another(
 
 
 @pytest.mark.parametrize(
-    ("rate", "reference", "age", "left", "verdict"),
+    ("rate", "reference", "running", "age", "left", "verdict"),
     [
         # A straggler at a tenth of fast peers is judged early: 4.5 MiB behind at 0.1 s.
-        (5 * MiB, 50 * MiB, 0.1, 12 * MiB, True),
-        (5 * MiB, 50 * MiB, 0.05, 12 * MiB, False),  # too young to judge at all
-        (5 * MiB, 30 * MiB, 0.1, 12 * MiB, False),  # 2.5 MiB behind: not yet
-        (5 * MiB, 30 * MiB, 0.2, 12 * MiB, True),  # 5 MiB behind
+        (5 * MiB, 50 * MiB, 50 * MiB, 0.1, 12 * MiB, True),
+        (5 * MiB, 50 * MiB, 50 * MiB, 0.05, 12 * MiB, False),  # too young to judge at all
+        (5 * MiB, 30 * MiB, 30 * MiB, 0.1, 12 * MiB, False),  # 2.5 MiB behind: not yet
+        (5 * MiB, 30 * MiB, 30 * MiB, 0.2, 12 * MiB, True),  # 5 MiB behind
+        # The early rule counts only what runs beside it now: fast finished connections
+        # beside a stalled one alone are no evidence against it yet...
+        (0.0, 50 * MiB, 0.0, 0.3, 12 * MiB, False),
+        # ...but after SLOW_AGE they are.
+        (0.0, 50 * MiB, 0.0, 0.5, 12 * MiB, True),
         # Slow peers build no such deficit early: the same ratio waits for SLOW_AGE.
-        (0.2 * MiB, 2 * MiB, 0.3, 12 * MiB, False),
-        (0.2 * MiB, 2 * MiB, 0.5, 12 * MiB, True),
+        (0.2 * MiB, 2 * MiB, 2 * MiB, 0.3, 12 * MiB, False),
+        (0.2 * MiB, 2 * MiB, 2 * MiB, 0.5, 12 * MiB, True),
         # Not far enough below its peers, however old.
-        (12 * MiB, 50 * MiB, 5.0, 64 * MiB, False),
-        (1.9 * MiB, 2 * MiB, 5.0, 64 * MiB, False),
+        (12 * MiB, 50 * MiB, 50 * MiB, 5.0, 64 * MiB, False),
+        (1.9 * MiB, 2 * MiB, 2 * MiB, 5.0, 64 * MiB, False),
         # About to finish at its own rate: a new connection would not be sooner.
-        (5 * MiB, 50 * MiB, 0.2, 2 * MiB, False),
-        (0.0, 50 * MiB, 0.2, 1, True),  # nothing at all arrives
+        (5 * MiB, 50 * MiB, 50 * MiB, 0.2, 2 * MiB, False),
+        (0.0, 50 * MiB, 50 * MiB, 0.2, 1, True),  # nothing at all arrives
     ],
 )
 def test_which_connections_count_as_crawling(
-    rate: float, reference: float, age: float, left: int, verdict: bool
+    rate: float, reference: float, running: float, age: float, left: int, verdict: bool
 ) -> None:
-    assert crawling(rate, reference, age, left) is verdict
+    assert crawling(rate, age, left, reference=reference, running=running) is verdict
 
 
 def test_a_uniformly_slow_link_is_not_churned(scene: Scene) -> None:
