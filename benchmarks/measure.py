@@ -33,7 +33,7 @@ from .scenarios import (
     Variant,
     tool_path,
 )
-from .server import Behaviour
+from .server import RESTART_PATH, Behaviour
 from .trees import TreeSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -450,6 +450,22 @@ def dirty_bytes() -> int:
     return total
 
 
+def restart_stragglers(endpoint: str) -> None:
+    """Make the server count ranged GETs from zero, so that this run meets the same slow
+    GETs as every other (where the scenario has any; otherwise the count is unused)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=5)
+    try:
+        connection.request("POST", RESTART_PATH)
+        if connection.getresponse().status != 204:
+            raise RuntimeError(f"the benchmark server did not restart its count at {endpoint}")
+    finally:
+        connection.close()
+
+
 def settle(*, sync: bool) -> tuple[float, int]:
     """Flush dirty pages before a run: (seconds it took, bytes dirty before it).
 
@@ -549,6 +565,7 @@ def measure(
     """One whole-process run; the output is checked byte for byte (by CRC), then removed."""
     clean(target.work)
     synced, dirty = settle(sync=sync)
+    restart_stragglers(target.endpoint)
     tree = target.tree
     dest = target.work / ("tree" if tree is not None else "out.bin")
     log = DATA / "last-run.log"

@@ -21,7 +21,9 @@ per second, enforced at the sender so socket buffers cannot hide it), a first-by
 delay (``--delay`` seconds before each response's status line) and stragglers
 (``--slow-every N --slow-rate B/s``: every Nth ranged GET the server receives, counted
 across all connections, is sent at the slow rate instead of ``--rate``; the choice is
-deterministic, so every contender meets the same share of slow GETs).
+deterministic, and the runner restarts the count before every run (``POST`` to
+``RESTART_PATH``), so every run of every contender meets the same slow GETs: its Nth,
+2Nth, ... whatever ran before it).
 
 Authorization is never checked, so any signature (OSS V1 or V4, S3 SigV4) is accepted.
 
@@ -58,6 +60,8 @@ from partdl.crc import ChecksumAlgorithm, combine
 from .trees import TreeSpec, parse_tree
 
 _HEAD_LIMIT: Final = 64 * 1024
+RESTART_PATH: Final = "/_bench/restart-stragglers"
+"""``POST`` here restarts the count of ranged GETs that picks the slow ones."""
 _SEND_SLICE: Final = 8 * 1024 * 1024
 # A capped connection sends at most this much time's worth of bytes ahead of schedule.
 _PACING_QUANTUM: Final = 0.01
@@ -426,6 +430,12 @@ class _Stragglers:
             self._count += 1
             return self._count % self._every == 0
 
+    def restart(self) -> None:
+        """Count from zero again: the runner asks before every run, so that each run
+        meets the same slow GETs (its Nth, 2Nth, ...) whatever ran before it."""
+        with self._lock:
+            self._count = 0
+
 
 @dataclass(frozen=True, slots=True)
 class _Store:
@@ -486,7 +496,11 @@ class _Connection:
             headers[key.strip().lower()] = value.strip()
         token = headers.get("connection", "").lower()
         keep = token == "keep-alive" if version == "HTTP/1.0" else token != "close"
-        reply = answer(self._store.objects, method, target, headers, self._store.keys)
+        if method == "POST" and target == RESTART_PATH:
+            self._stragglers.restart()
+            reply = Reply(204, "No Content", [], b"")
+        else:
+            reply = answer(self._store.objects, method, target, headers, self._store.keys)
         if self._behaviour.delay:
             time.sleep(self._behaviour.delay)
         self._send(reply, method, target, keep)
