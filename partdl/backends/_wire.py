@@ -32,7 +32,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..errors import PartdlError, TransientError
-from ._http import body_failure
+from ._http import body_failure, content_length
 
 # Everything a request or a half-read answer can raise that a new connection may fix
 # (TimeoutError, ConnectionResetError and ssl.SSLError are all OSErrors).
@@ -243,6 +243,12 @@ def _buffered_head(reader: io.BufferedReader) -> Iterator[bytes] | None:
 def _head_lines(reader: io.BufferedReader) -> Iterator[bytes]:
     """The status line (empty at EOF), then each header line up to the blank one."""
     yield _line(reader)
+    yield from _field_lines(reader)
+
+
+def _field_lines(reader: io.BufferedReader) -> Iterator[bytes]:
+    """Each line of a block of fields (a head's headers, a chunked body's trailer) up to
+    the blank line that ends it, or the end of the stream."""
     while (line := _line(reader)) not in (b"\r\n", b"\n", b""):
         yield line
 
@@ -352,11 +358,11 @@ class Response:
             self._left = 0
         elif "chunked" in headers.tokens("Transfer-Encoding"):
             self._chunked, self._left = True, None
-        elif (length := headers.get("Content-Length", "").strip()).isdigit():
-            self._left = int(length)
+        elif (length := content_length(headers)) is not None:
+            self._left = length
         elif "Content-Length" in headers:
             self.close()  # nothing of the body was read: the connection goes
-            raise ProtocolError(f"a malformed Content-Length: {length[:40]!r}")
+            raise ProtocolError(f"a malformed Content-Length: {headers['Content-Length'][:40]!r}")
         else:
             self._left, self._will_close = None, True  # the body ends with the connection
         self._ended = self._left == 0
@@ -408,7 +414,7 @@ class Response:
         if value < 0:
             raise ProtocolError(f"a malformed chunk size: {line[:40]!r}")
         if value == 0:
-            while _line(reader) not in (b"\r\n", b"\n", b""):
+            for _trailer in _field_lines(reader):
                 pass
         return value
 
