@@ -24,7 +24,6 @@ than once per file, as they do while a flush runs.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import sys
@@ -64,6 +63,8 @@ def _syncfs() -> Callable[[int], int] | None:
     """Linux's ``syncfs(2)`` (not in the os module), or None where there is none."""
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes  # 3 ms to import: only a durable run needs it
+
     try:
         # The process's own symbols include the C library's: no search for the file.
         function = ctypes.CDLL(None, use_errno=True).syncfs
@@ -86,6 +87,8 @@ def flush(fds: list[int]) -> None:
         devices.setdefault(os.fstat(fd).st_dev, fd)
     for fd in devices.values():
         if syncfs(fd) != 0:
+            import ctypes
+
             error = ctypes.get_errno()
             raise OSError(error, os.strerror(error))
 

@@ -13,7 +13,6 @@ import logging
 import os
 import random
 import re
-import secrets
 import stat
 import threading
 
@@ -240,7 +239,7 @@ def atomic_write(path: str, data: bytes, *, durable: bool) -> None:
     ``durable`` adds an fsync; a crash of the process alone never needs it, and the
     resume path re-verifies every part, so it is reserved for the moments a run ends.
     """
-    staging = f"{path}.{secrets.token_hex(4)}.new"
+    staging = f"{path}.{os.urandom(4).hex()}.new"
     try:
         fd = os.open(staging, _CREATE_FLAGS & ~os.O_RDWR | os.O_WRONLY, 0o600)
         try:

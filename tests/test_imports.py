@@ -52,3 +52,21 @@ def test_every_public_name_resolves_and_unknown_ones_raise() -> None:
         partdl.nothing_here  # noqa: B018
     with pytest.raises(ImportError):
         exec("from partdl import nothing_here")
+
+
+def test_the_command_over_plain_http_loads_no_tls_and_no_unneeded_stdlib() -> None:
+    # Every millisecond before the first request is paid by every run of the command.
+    code = """
+import socket
+from partdl.cli import parsing
+from partdl.cli import tree  # noqa: F401  (the tree path's modules)
+from partdl.backends import oss_direct  # noqa: F401
+from partdl.backends._wire import Origin
+parsing.build_parser().parse_args(["oss://b/k", "d", "--part-size", "1.5MiB"])
+listener = socket.create_server(("127.0.0.1", 0))
+Origin("http", "127.0.0.1", listener.getsockname()[1], 5.0, 5.0).connect().close()
+"""
+    loaded = loaded_after(code)
+    assert "partdl.execute" in loaded
+    unneeded = {"ssl", "encodings.idna", "decimal", "shutil", "secrets", "ctypes"}
+    assert sorted(loaded & unneeded) == []

@@ -10,12 +10,14 @@ option would be).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import enum
+import os
 import re
+import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any, NoReturn, TypeVar
 
 from .. import __version__
@@ -41,7 +43,7 @@ class Mode(enum.Enum):
 
 # -- value types --------------------------------------------------------------------------
 
-_UNITS = {
+_UNITS: dict[str, int] = {
     "": 1,
     "b": 1,
     "kb": 1000,
@@ -71,13 +73,13 @@ def parse_size(text: str) -> int:
             f"unknown unit {unit!r} in {text!r}: use B, KB, MB, GB, TB (powers of 1000) "
             "or KiB, MiB, GiB, TiB (powers of 1024)"
         )
-    try:
-        value = Decimal(number) * multiplier
-    except InvalidOperation as exc:  # pragma: no cover - the regex admits only decimals
-        raise InvalidArgumentError(f"{text!r} is not a number") from exc
-    if value != value.to_integral_value():
+    # Exact integer arithmetic: "1.5GB" is 15 * GB / 10 (decimal costs 2 ms to import).
+    whole, _, fraction = number.partition(".")
+    scale: int = 10 ** len(fraction)
+    value, rest = divmod(int(whole + fraction) * multiplier, scale)
+    if rest:
         raise InvalidArgumentError(f"{text!r} is not a whole number of bytes")
-    return int(value)
+    return value
 
 
 def _part_size(text: str) -> int:
@@ -229,13 +231,33 @@ examples:
 """
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter, told the width as argparse would find it. argparse makes
+    a formatter for every ``add_argument`` and, not told, imports ``shutil`` (4 ms)
+    only to ask the terminal's width."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width=_columns() - 2)
+
+
+def _columns() -> int:
+    """``shutil.get_terminal_size().columns``: ``COLUMNS``, else the terminal's, else 80."""
+    with contextlib.suppress(ValueError):
+        if (columns := int(os.environ.get("COLUMNS", "0"))) > 0:
+            return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="partdl",
         usage=USAGE,
         description="Download one object in parallel byte ranges, resumably and verified; "
         "or many objects through one pool of connections.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
     parser.add_argument(
         "src",
