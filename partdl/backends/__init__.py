@@ -57,6 +57,12 @@ def open_backend(
         return OssDirectBackend(
             bucket, key, version_id=version_id, headers=headers, stall_timeout=stall_timeout
         )
+    if _is_instance(bucket, "s3_direct", "S3DirectBucket"):
+        from .s3_direct import S3DirectBackend
+
+        return S3DirectBackend(
+            bucket, key, version_id=version_id, headers=headers, stall_timeout=stall_timeout
+        )
     if _is_instance(bucket, "oss_v2", "OssV2Bucket"):
         from .oss_v2 import OssV2Backend
 

@@ -41,12 +41,17 @@ def uri_encode(text: str, *, keep_slash: bool) -> str:
     return quote(text.encode("utf-8"), safe="/-_.~" if keep_slash else "-_.~")
 
 
-def canonical_query(params: Mapping[str, str]) -> str:
-    encoded = sorted(
+def canonical_query_pairs(params: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The query's names and values, encoded and sorted, as both V4 signatures want."""
+    return sorted(
         (uri_encode(k, keep_slash=False), uri_encode(v, keep_slash=False))
         for k, v in params.items()
     )
-    return "&".join(f"{k}={v}" if v else k for k, v in encoded)
+
+
+def canonical_query(params: Mapping[str, str]) -> str:
+    # OSS writes a name without a value bare; AWS writes "name=".
+    return "&".join(f"{k}={v}" if v else k for k, v in canonical_query_pairs(params))
 
 
 def _signed_headers(headers: Mapping[str, str]) -> str:

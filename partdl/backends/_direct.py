@@ -1,0 +1,256 @@
+"""What partdl's own store clients share, OSS (:mod:`.oss_direct`) and S3 (:mod:`.s3_direct`).
+
+Both stores answer the same requests the same way: HEAD, ranged and whole GETs with
+``If-Match``, and ListObjectsV2 pages of XML. A store's bucket signs and sends its
+requests and reads its own headers (:class:`Store`); :class:`DirectBackend` is the
+rest, the one :class:`~partdl.backend.Backend` over either. Addressing follows the
+SDKs: path style (``/bucket/key``) for an IP address or ``localhost``, the bucket's
+virtual host (``bucket.endpoint``) otherwise; an endpoint without a scheme is
+``http://``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from ipaddress import ip_address
+from typing import ClassVar, Protocol
+from urllib.parse import quote, unquote, urlencode, urlsplit
+from xml.etree import ElementTree
+
+from ..errors import InvalidArgumentError, PartdlError, TransientError
+from ..listing import ListedObject, http_date, quoted_etag
+from ..model import ObjectStat
+from ..plan import DEFAULT_STALL_TIMEOUT
+from ._http import check_partial_response, error_class
+from ._wire import Headers, Origin, Pool, Response
+
+# oss2's default connect and read timeouts (oss2.defaults.connect_timeout); botocore's
+# are the same.
+TIMEOUT = 60.0
+_PAGE = 1000
+
+
+def _is_ip_or_localhost(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def connect(
+    endpoint: str, bucket: str, pool_size: int, verify: bool | str, kind: str
+) -> tuple[Pool, bool]:
+    """The connection pool to ``bucket`` at ``endpoint``, and whether it is path style."""
+    url = endpoint if "://" in endpoint else f"http://{endpoint}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidArgumentError(f"not an {kind} endpoint: {endpoint!r}")
+    if not bucket or "/" in bucket:
+        raise InvalidArgumentError(f"not a bucket name: {bucket!r}")
+    path_style = _is_ip_or_localhost(parts.hostname)
+    host = parts.hostname
+    if not path_style and not host.startswith(f"{bucket}."):
+        host = f"{bucket}.{host}"  # unless the endpoint is the bucket's own host
+    origin = Origin(parts.scheme, host, parts.port, TIMEOUT, TIMEOUT, verify)
+    return Pool(origin, pool_size), path_style
+
+
+def target(bucket: str, key: str, path_style: bool) -> str:
+    """The request target for ``key`` ("" for the bucket itself), without a query."""
+    path = quote(key.encode("utf-8"), safe="/-_.~")
+    return f"/{bucket}/{path}" if path_style else f"/{path}"
+
+
+def send_checked(
+    pool: Pool,
+    method: str,
+    path: str,
+    params: Mapping[str, str],
+    headers: Mapping[str, str],
+    what: str,
+) -> Response:
+    """Send a signed request on ``pool``; an error answer raises partdl's error for it."""
+    if params:
+        path += "?" + urlencode(params, quote_via=quote, safe="-_.~")
+    response = pool.send(method, path, headers, what)
+    if not 200 <= response.status < 300:
+        code = response.error_code()  # a HEAD's answer has no body: ""
+        raise error_class(response.status, code)(f"{what}: HTTP {response.status} {code}".rstrip())
+    return response
+
+
+class Store(Protocol):
+    """A bucket of one store, as :class:`DirectBackend` uses it."""
+
+    scheme: ClassVar[str]
+    """``oss`` or ``s3``: how its objects are named (``s3://bucket/key``)."""
+    payer_header: ClassVar[str]
+    """The header that says the requester pays, the one kept for a listing."""
+    read_headers: ClassVar[Mapping[str, str]]
+    """Sent with every HEAD and GET of an object (S3: ask for its checksums)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def send(
+        self,
+        method: str,
+        key: str,
+        params: Mapping[str, str],
+        headers: Mapping[str, str],
+        what: str,
+    ) -> Response:
+        """One signed request; an error answer raises partdl's error for it."""
+        ...
+
+    def stat_of(self, headers: Headers, version_id: str | None) -> ObjectStat | None:
+        """What a HEAD's or a whole GET's answer pins; None without a Content-Length."""
+        ...
+
+
+class DirectBackend:
+    def __init__(
+        self,
+        bucket: Store,
+        key: str,
+        *,
+        version_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        stall_timeout: float | None = DEFAULT_STALL_TIMEOUT,
+    ) -> None:
+        self._bucket = bucket
+        self._key = key
+        self._version_id = version_id
+        self._headers = {**bucket.read_headers, **(headers or {})}
+        self._stall_timeout = stall_timeout
+
+    @property
+    def source(self) -> str:
+        return f"{self._bucket.scheme}://{self._bucket.name}/{self._key}"
+
+    def _params(self) -> dict[str, str]:
+        return {"versionId": self._version_id} if self._version_id else {}
+
+    def stat(self) -> ObjectStat:
+        what = f"HEAD {self.source}"
+        response = self._bucket.send("HEAD", self._key, self._params(), self._headers, what)
+        response.read_all()
+        stat = self._bucket.stat_of(response.headers, self._version_id)
+        if stat is None:
+            raise TransientError(f"{what}: the answer has no Content-Length")
+        return stat
+
+    def _get(self, headers: dict[str, str], what: str) -> Response:
+        response = self._bucket.send("GET", self._key, self._params(), headers, what)
+        response.stall_after(self._stall_timeout)
+        return response
+
+    def read(self, start: int, end: int, stat: ObjectStat) -> Response:
+        headers = {**self._headers, "Range": f"bytes={start}-{end - 1}"}
+        if stat.etag:
+            headers["If-Match"] = stat.etag
+        response = self._get(headers, f"GET {self.source} bytes {start}-{end - 1}")
+        try:
+            check_partial_response(response.status, response.headers, start, end, stat)
+        except PartdlError:
+            response.close()
+            raise
+        return response
+
+    # -- trees of objects (partdl.batch) -----------------------------------------------
+
+    def for_key(self, key: str) -> DirectBackend:
+        """The backend for another key of this bucket, sharing this one's connections."""
+        return type(self)(
+            self._bucket, key, headers=self._headers, stall_timeout=self._stall_timeout
+        )
+
+    def read_whole(self, etag: str | None) -> tuple[ObjectStat, Response]:
+        """GET the whole object; its stat comes from the answer's headers, not a HEAD."""
+        headers = dict(self._headers)
+        if etag:
+            headers["If-Match"] = etag
+        what = f"GET {self.source}"
+        response = self._get(headers, what)
+        stat = self._bucket.stat_of(response.headers, self._version_id)
+        if response.status != 200 or stat is None:
+            response.close()
+            raise TransientError(f"{what}: expected HTTP 200 with a Content-Length")
+        return stat, response
+
+    def list_objects(self, prefix: str) -> Iterator[ListedObject]:
+        """Every object under ``prefix`` (ListObjectsV2, keys URL-encoded on the wire so
+        that any byte survives XML), one page of 1,000 at a time."""
+        payer_header = self._bucket.payer_header
+        payer = {k: v for k, v in self._headers.items() if k.lower() == payer_header}
+        what = f"LIST {self._bucket.scheme}://{self._bucket.name}/{prefix}"
+        token = ""
+        while True:
+            params = {
+                "list-type": "2",
+                "prefix": prefix,
+                "max-keys": str(_PAGE),
+                "encoding-type": "url",
+            }
+            if token:
+                params["continuation-token"] = token
+            response = self._bucket.send("GET", "", params, payer, what)
+            page = _Page.parse(response.read_all(), what)
+            yield from page.objects
+            if not page.next_token:
+                return
+            token = page.next_token
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    objects: list[ListedObject]
+    next_token: str
+
+    @classmethod
+    def parse(cls, body: bytes, what: str) -> _Page:
+        """One page of a listing; S3's XML has a namespace, OSS's none: ``{*}`` is either."""
+        try:
+            root = ElementTree.fromstring(body)
+        except ElementTree.ParseError as exc:
+            raise TransientError(f"{what}: the listing is not XML ({exc})") from exc
+        encoded = (root.findtext("{*}EncodingType") or "").lower() == "url"
+
+        def text(node: ElementTree.Element, tag: str) -> str:
+            value = node.findtext("{*}" + tag) or ""
+            return unquote(value) if encoded and tag in ("Key", "NextContinuationToken") else value
+
+        objects = []
+        for item in root.iterfind("{*}Contents"):
+            size = item.findtext("{*}Size") or ""
+            if not size.isdigit():
+                raise TransientError(f"{what}: a listed object has no size")
+            modified = item.findtext("{*}LastModified")
+            objects.append(
+                ListedObject(
+                    key=text(item, "Key"),
+                    size=int(size),
+                    etag=quoted_etag(item.findtext("{*}ETag")),
+                    last_modified=_iso_to_http(modified) if modified else None,
+                )
+            )
+        truncated = (root.findtext("{*}IsTruncated") or "").lower() == "true"
+        token = text(root, "NextContinuationToken") if truncated else ""
+        if truncated and not token:
+            raise TransientError(f"{what}: a truncated listing with no continuation token")
+        return cls(objects, token)
+
+
+@functools.lru_cache(maxsize=1024)  # a listing's dates repeat (see listing.mtime_ns)
+def _iso_to_http(iso: str) -> str | None:
+    """``2012-02-24T08:42:32.000Z`` as an HTTP date, the form ObjectStat keeps."""
+    try:
+        return http_date(datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")))
+    except ValueError:
+        return None
