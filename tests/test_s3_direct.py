@@ -5,7 +5,9 @@ like the boto3 backend, and the command uses it only where boto3 would do the sa
 from __future__ import annotations
 
 import datetime
+import http.server
 import os
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -241,3 +243,32 @@ def test_the_command_leaves_the_rest_to_boto3(
             aws_keys.delenv(variable)
     bucket = _chosen(name, config)
     assert isinstance(bucket, partdl.S3Bucket)
+
+
+class _WrongRegion(http.server.BaseHTTPRequestHandler):
+    """S3's answer to a request signed for another region than the bucket's."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_HEAD(self) -> None:
+        self.send_response(301)
+        self.send_header("x-amz-bucket-region", "eu-central-1")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_bucket_in_another_region_is_named_in_the_error() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _WrongRegion)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        bucket = S3DirectBucket(
+            f"http://127.0.0.1:{server.server_address[1]}", "bkt", "us-east-1", Keys("a", "b")
+        )
+        with pytest.raises(partdl.InvalidArgumentError, match=r"--region eu-central-1"):
+            S3DirectBackend(bucket, "k").stat()
+    finally:
+        server.shutdown()
+        server.server_close()

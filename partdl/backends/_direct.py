@@ -81,7 +81,12 @@ def send_checked(
     response = pool.send(method, path, headers, what)
     if not 200 <= response.status < 300:
         code = response.error_code()  # a HEAD's answer has no body: ""
-        raise error_class(response.status, code)(f"{what}: HTTP {response.status} {code}".rstrip())
+        message = f"{what}: HTTP {response.status} {code}".rstrip()
+        # S3 names a bucket's region when asked in another (301, or 400 for a V4 scope).
+        region = response.headers.get("x-amz-bucket-region")
+        if region and response.status in (301, 400):
+            raise InvalidArgumentError(f"{message}: the bucket is in {region} (--region {region})")
+        raise error_class(response.status, code)(message)
     return response
 
 
