@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import datetime
 import http.server
+import multiprocessing
 import os
+import pickle
 import threading
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -272,3 +275,29 @@ def test_a_bucket_in_another_region_is_named_in_the_error() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_bucket_pickles_without_its_connections_or_showing_its_secret() -> None:
+    bucket = S3DirectBucket("http://127.0.0.1:9", "bkt", "us-east-1", Keys("a", "s3cret", "t"))
+    copy = pickle.loads(pickle.dumps(bucket))
+    assert copy == bucket
+    assert copy.pool is not bucket.pool
+    assert "s3cret" not in repr(bucket) + repr(bucket.keys)
+
+
+def test_a_tree_on_two_processes_is_identical(
+    store: LocalStore, bucket_name: str, tmp_path: Path
+) -> None:
+    objects = {f"p/{n:02}.bin": os.urandom(1000 + n) for n in range(12)}
+    objects["p/big.bin"] = os.urandom(5 * 102400 + 7)
+    for key, data in objects.items():
+        store.put(bucket_name, key, data)
+    # spawn: the test process runs the store's threads, which a fork would copy mid-lock.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=context) as pool:
+        result = partdl.download_prefix(
+            _direct(store, bucket_name), "p/", tmp_path, part_size=102400, executor=pool
+        )
+    assert sorted(result.downloaded) == sorted(objects)
+    for key, data in objects.items():
+        assert (tmp_path / key[2:]).read_bytes() == data
