@@ -186,7 +186,8 @@ def _chosen(bucket: str, config: StoreConfig) -> Any:
     ("env", "config", "host"),
     [
         ({}, StoreConfig(endpoint="http://127.0.0.1:9"), "127.0.0.1"),
-        ({"AWS_ENDPOINT_URL_S3": "https://minio.example"}, StoreConfig(), "bkt.minio.example"),
+        # As botocore: path style at any endpoint given, the virtual host at AWS's own.
+        ({"AWS_ENDPOINT_URL_S3": "https://minio.example"}, StoreConfig(), "minio.example"),
         ({}, StoreConfig(region="eu-west-1"), "bkt.s3.eu-west-1.amazonaws.com"),
         ({"AWS_REGION": "ap-south-1"}, StoreConfig(), "bkt.s3.ap-south-1.amazonaws.com"),
         ({"AWS_SESSION_TOKEN": "t"}, StoreConfig(endpoint="http://localhost:9"), "localhost"),
@@ -215,6 +216,10 @@ def test_the_command_uses_its_own_s3_client_with_plain_keys_and_a_known_endpoint
         ({}, StoreConfig(endpoint="http://127.0.0.1:9", profile="other"), "bkt"),
         ({}, StoreConfig(), "bkt"),  # no endpoint and no region: boto3 finds them
         ({}, StoreConfig(region="eu-west-1"), "dotted.name"),  # no virtual host for it
+        ({}, StoreConfig(region="us-east-1"), "Legacy_Name"),
+        ({}, StoreConfig(region="us-east-1"), "dir--use1-az4--x-s3"),  # a directory bucket
+        ({}, StoreConfig(region="cn-north-1"), "bkt"),  # another partition
+        ({"AWS_USE_FIPS_ENDPOINT": "true"}, StoreConfig(region="us-east-1"), "bkt"),
         ({"HTTP_PROXY": "http://p:1"}, StoreConfig(endpoint="http://127.0.0.1:9"), "bkt"),
         ({"CONFIG": "[default]\nregion = eu-west-1\n"}, StoreConfig(region="eu-west-1"), "bkt"),
         ({"AWS_ACCESS_KEY_ID": ""}, StoreConfig(endpoint="http://127.0.0.1:9"), "bkt"),

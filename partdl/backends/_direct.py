@@ -44,16 +44,24 @@ def _is_ip_or_localhost(host: str) -> bool:
 
 
 def connect(
-    endpoint: str, bucket: str, pool_size: int, verify: bool | str, kind: str
+    endpoint: str,
+    bucket: str,
+    pool_size: int,
+    verify: bool | str,
+    kind: str,
+    *,
+    path_style: bool | None = None,
 ) -> tuple[Pool, bool]:
-    """The connection pool to ``bucket`` at ``endpoint``, and whether it is path style."""
+    """The connection pool to ``bucket`` at ``endpoint``, and whether it is path style
+    (``None``: for an IP address or ``localhost`` only)."""
     url = endpoint if "://" in endpoint else f"http://{endpoint}"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgumentError(f"not an {kind} endpoint: {endpoint!r}")
     if not bucket or "/" in bucket:
         raise InvalidArgumentError(f"not a bucket name: {bucket!r}")
-    path_style = _is_ip_or_localhost(parts.hostname)
+    if path_style is None:
+        path_style = _is_ip_or_localhost(parts.hostname)
     host = parts.hostname
     if not path_style and not host.startswith(f"{bucket}."):
         host = f"{bucket}.{host}"  # unless the endpoint is the bucket's own host

@@ -12,6 +12,8 @@ full-object CRC is verified as :mod:`.s3` does through boto3.
 from __future__ import annotations
 
 import datetime
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -50,11 +52,21 @@ class S3DirectBucket:
     verify: bool | str = True
     """For https: True (certifi's CAs), False (no check) or a CA bundle's path."""
     user_agent: str = "partdl"
+    virtual_host: bool = False
+    """``bucket.endpoint`` (AWS's own endpoints) rather than ``endpoint/bucket``, which
+    botocore uses for every endpoint it is given."""
     pool: Pool = field(init=False, repr=False, compare=False)
     path_style: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        pool, path_style = connect(self.endpoint, self.name, self.pool_size, self.verify, "S3")
+        pool, path_style = connect(
+            self.endpoint,
+            self.name,
+            self.pool_size,
+            self.verify,
+            "S3",
+            path_style=not self.virtual_host,
+        )
         object.__setattr__(self, "pool", pool)
         object.__setattr__(self, "path_style", path_style)
 
@@ -92,10 +104,20 @@ class S3DirectBucket:
         )
 
 
+# A name that is one DNS label: what a virtual host over TLS takes (a dot would break
+# the certificate's wildcard; botocore goes path style for the rest, on rules of its own).
+_VIRTUAL_HOSTABLE = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+
+
 def aws_endpoint(bucket: str, region: str) -> str | None:
-    """AWS's own endpoint for ``bucket`` in ``region``, or None where its virtual host
-    would not do (a name with dots breaks the certificate's wildcard): boto3 then."""
-    if "." in bucket or not region:
+    """AWS's own endpoint for ``bucket`` in ``region`` (its virtual host is
+    ``bucket.s3.region.amazonaws.com``), or None where botocore knows more: a name that
+    is no DNS label, a directory bucket (``--x-s3``), the China partition, FIPS or dual
+    stack endpoints asked for."""
+    plain = _VIRTUAL_HOSTABLE.fullmatch(bucket) and not bucket.endswith("--x-s3")
+    if not plain or not region or region.startswith("cn-"):
+        return None
+    if any(os.environ.get(f"AWS_USE_{what}_ENDPOINT") for what in ("FIPS", "DUALSTACK")):
         return None
     return f"https://s3.{region}.amazonaws.com"
 

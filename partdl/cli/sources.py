@@ -264,6 +264,7 @@ def direct_s3_bucket(source: Source, config: StoreConfig) -> Any | None:
 
     region = config.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     endpoint = config.endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    virtual_host = not endpoint
     if not endpoint:
         endpoint = s3_direct.aws_endpoint(source.bucket, region or "")
     if not endpoint or _proxied(endpoint):
@@ -281,6 +282,7 @@ def direct_s3_bucket(source: Source, config: StoreConfig) -> Any | None:
             pool_size=max(10, config.pool_size),
             verify=env.get("AWS_CA_BUNDLE") or True,
             user_agent=f"partdl/{__version__}",
+            virtual_host=virtual_host,
         )
     except InvalidArgumentError as exc:  # as boto3's own complaints are shown
         raise InvalidArgumentError(f"AWS configuration: {exc}") from exc
