@@ -105,8 +105,9 @@ class Store(Protocol):
     """``oss`` or ``s3``: how its objects are named (``s3://bucket/key``)."""
     payer_header: ClassVar[str]
     """The header that says the requester pays, the one kept for a listing."""
-    read_headers: ClassVar[Mapping[str, str]]
-    """Sent with every HEAD and GET of an object (S3: ask for its checksums)."""
+    stat_headers: ClassVar[Mapping[str, str]]
+    """Sent with the requests whose answer pins the object, a HEAD or a whole GET (S3:
+    ask for its checksums); a ranged GET goes without, as through the SDKs."""
 
     @property
     def name(self) -> str: ...
@@ -140,7 +141,7 @@ class DirectBackend:
         self._bucket = bucket
         self._key = key
         self._version_id = version_id
-        self._headers = {**bucket.read_headers, **(headers or {})}
+        self._headers = dict(headers or {})
         self._stall_timeout = stall_timeout
 
     @property
@@ -152,7 +153,8 @@ class DirectBackend:
 
     def stat(self) -> ObjectStat:
         what = f"HEAD {self.source}"
-        response = self._bucket.send("HEAD", self._key, self._params(), self._headers, what)
+        headers = {**self._bucket.stat_headers, **self._headers}
+        response = self._bucket.send("HEAD", self._key, self._params(), headers, what)
         response.read_all()
         stat = self._bucket.stat_of(response.headers, self._version_id)
         if stat is None:
@@ -186,7 +188,7 @@ class DirectBackend:
 
     def read_whole(self, etag: str | None) -> tuple[ObjectStat, Response]:
         """GET the whole object; its stat comes from the answer's headers, not a HEAD."""
-        headers = dict(self._headers)
+        headers = {**self._bucket.stat_headers, **self._headers}
         if etag:
             headers["If-Match"] = etag
         what = f"GET {self.source}"

@@ -37,7 +37,7 @@ class OssDirectBucket:
 
     scheme: ClassVar[str] = "oss"
     payer_header: ClassVar[str] = "x-oss-request-payer"
-    read_headers: ClassVar[Mapping[str, str]] = {}
+    stat_headers: ClassVar[Mapping[str, str]] = {}
 
     endpoint: str
     name: str

@@ -5,8 +5,8 @@ the environment and the endpoint is known (see :func:`partdl.cli.sources.s3_buck
 creating a boto3 client costs about 0.6 s of start-up, and botocore about 2.3 ms of
 CPU a request, which on a tree of small objects is most of the run. HEAD, the ranged
 and whole GETs and ListObjectsV2 are :mod:`._direct`'s, signed by :mod:`._s3_sign`;
-every HEAD and GET asks for the object's checksums (``x-amz-checksum-mode``), and a
-full-object CRC is verified as :mod:`.s3` does through boto3.
+the HEAD and a whole GET ask for the object's checksums (``x-amz-checksum-mode``),
+and a full-object CRC is verified as :mod:`.s3` does through boto3.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class S3DirectBucket:
 
     scheme: ClassVar[str] = "s3"
     payer_header: ClassVar[str] = "x-amz-request-payer"
-    read_headers: ClassVar[Mapping[str, str]] = {"x-amz-checksum-mode": "ENABLED"}
+    stat_headers: ClassVar[Mapping[str, str]] = {"x-amz-checksum-mode": "ENABLED"}
 
     endpoint: str
     name: str
