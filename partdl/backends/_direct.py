@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 import functools
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import ClassVar, Protocol
 from urllib.parse import quote, unquote, urlencode, urlsplit
@@ -73,6 +73,46 @@ def target(bucket: str, key: str, path_style: bool) -> str:
     """The request target for ``key`` ("" for the bucket itself), without a query."""
     path = quote(key.encode("utf-8"), safe="/-_.~")
     return f"/{bucket}/{path}" if path_style else f"/{path}"
+
+
+@dataclass(frozen=True)
+class StoreBucket:
+    """A bucket at an endpoint, its region, and the connections to it: what OSS's and
+    S3's buckets share. Every backend opened on it shares its pool; it pickles without
+    its connections."""
+
+    kind: ClassVar[str] = "store"
+    """How an error names the store: ``OSS`` or ``S3``."""
+
+    endpoint: str
+    name: str
+    region: str
+    pool_size: int = field(default=10, kw_only=True)
+    verify: bool | str = field(default=True, kw_only=True)
+    """For https: True (certifi's CAs), False (no check) or a CA bundle's path."""
+    user_agent: str = field(default="partdl", kw_only=True)
+    pool: Pool = field(init=False, repr=False, compare=False)
+    path_style: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        pool, path_style = connect(
+            self.endpoint,
+            self.name,
+            self.pool_size,
+            self.verify,
+            self.kind,
+            path_style=self._path_style(),
+        )
+        object.__setattr__(self, "pool", pool)
+        object.__setattr__(self, "path_style", path_style)
+
+    def _path_style(self) -> bool | None:
+        """Path style or the virtual host; None: path style for an IP or ``localhost``."""
+        return None
+
+    def target(self, key: str) -> str:
+        """The request target for ``key`` ("" for the bucket itself), without a query."""
+        return target(self.name, key, self.path_style)
 
 
 def send_checked(

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from ..model import ObjectStat
-from ._direct import DirectBackend, connect, send_checked, target
+from ._direct import DirectBackend, StoreBucket, send_checked
 from ._http import content_length, oss_stat
 from ._oss_sign import Keys, sign
-from ._wire import Headers, Pool, Response
+from ._wire import Headers, Response
 
 
 class CredentialsProvider(Protocol):
@@ -29,35 +29,15 @@ class CredentialsProvider(Protocol):
 
 
 @dataclass(frozen=True)
-class OssDirectBucket:
-    """One OSS bucket, its region and credentials, and the connections to it.
+class OssDirectBucket(StoreBucket):
+    """One OSS bucket, its region and credentials, and the connections to it."""
 
-    Every backend opened on it shares its pool; it pickles without its connections.
-    """
-
+    kind: ClassVar[str] = "OSS"
     scheme: ClassVar[str] = "oss"
     payer_header: ClassVar[str] = "x-oss-request-payer"
     stat_headers: ClassVar[Mapping[str, str]] = {}
 
-    endpoint: str
-    name: str
-    region: str
     credentials: CredentialsProvider = field(repr=False)
-    pool_size: int = 10
-    verify: bool | str = True
-    """For https: True (certifi's CAs), False (no check) or a CA bundle's path."""
-    user_agent: str = "partdl"
-    pool: Pool = field(init=False, repr=False, compare=False)
-    path_style: bool = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        pool, path_style = connect(self.endpoint, self.name, self.pool_size, self.verify, "OSS")
-        object.__setattr__(self, "pool", pool)
-        object.__setattr__(self, "path_style", path_style)
-
-    def target(self, key: str) -> str:
-        """The request target for ``key`` ("" for the bucket itself), without a query."""
-        return target(self.name, key, self.path_style)
 
     def keys(self) -> Keys:
         found = self.credentials.get_credentials()

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ..model import ObjectStat
-from ._direct import DirectBackend, connect, send_checked, target
+from ._direct import DirectBackend, StoreBucket, send_checked
 from ._http import content_length
 from ._oss_sign import Keys
 from ._s3_sign import sign
-from ._wire import Headers, Pool, Response
+from ._wire import Headers, Response
 from .s3 import full_object_checksum
 
 # The answer's checksum headers under the names boto3 gives them, which
@@ -37,38 +37,21 @@ _CHECKSUM_HEADERS = {
 
 
 @dataclass(frozen=True)
-class S3DirectBucket:
+class S3DirectBucket(StoreBucket):
     """One S3 bucket at an endpoint, its region and keys, and the connections to it."""
 
+    kind: ClassVar[str] = "S3"
     scheme: ClassVar[str] = "s3"
     payer_header: ClassVar[str] = "x-amz-request-payer"
     stat_headers: ClassVar[Mapping[str, str]] = {"x-amz-checksum-mode": "ENABLED"}
 
-    endpoint: str
-    name: str
-    region: str
     keys: Keys = field(repr=False)
-    pool_size: int = 10
-    verify: bool | str = True
-    """For https: True (certifi's CAs), False (no check) or a CA bundle's path."""
-    user_agent: str = "partdl"
-    virtual_host: bool = False
+    virtual_host: bool = field(default=False, kw_only=True)
     """``bucket.endpoint`` (AWS's own endpoints) rather than ``endpoint/bucket``, which
     botocore uses for every endpoint it is given."""
-    pool: Pool = field(init=False, repr=False, compare=False)
-    path_style: bool = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        pool, path_style = connect(
-            self.endpoint,
-            self.name,
-            self.pool_size,
-            self.verify,
-            "S3",
-            path_style=not self.virtual_host,
-        )
-        object.__setattr__(self, "pool", pool)
-        object.__setattr__(self, "path_style", path_style)
+    def _path_style(self) -> bool | None:
+        return not self.virtual_host
 
     def send(
         self,
@@ -80,7 +63,7 @@ class S3DirectBucket:
     ) -> Response:
         """One signed request; an error answer raises partdl's error for it."""
         now = datetime.datetime.now(datetime.UTC)
-        path = target(self.name, key, self.path_style)
+        path = self.target(key)
         host = self.pool.origin.host_header
         sent = {"User-Agent": self.user_agent, **headers}
         sent.update(sign(method, host, path, params, sent, self.keys, self.region, now))

@@ -236,8 +236,9 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     a formatter for every ``add_argument`` and, not told, imports ``shutil`` (4 ms)
     only to ask the terminal's width."""
 
-    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24) -> None:
-        super().__init__(prog, indent_increment, max_help_position, width=_columns() - 2)
+    def __init__(self, prog: str, **options: Any) -> None:
+        options.setdefault("width", _columns() - 2)
+        super().__init__(prog, **options)
 
 
 def _columns() -> int:
