@@ -192,6 +192,14 @@ def _chosen(bucket: str, config: StoreConfig) -> Any:
         ({}, StoreConfig(region="eu-west-1"), "bkt.s3.eu-west-1.amazonaws.com"),
         ({"AWS_REGION": "ap-south-1"}, StoreConfig(), "bkt.s3.ap-south-1.amazonaws.com"),
         ({"AWS_SESSION_TOKEN": "t"}, StoreConfig(endpoint="http://localhost:9"), "localhost"),
+        (  # what `aws configure` writes: its region is the one used
+            {
+                "CONFIG": "[default]\nregion = sa-east-1\noutput = json\n"
+                "[profile x]\nsso_session = y\n"
+            },
+            StoreConfig(),
+            "bkt.s3.sa-east-1.amazonaws.com",
+        ),
         (
             {"HTTP_PROXY": "http://p:1", "NO_PROXY": "127.0.0.1"},
             StoreConfig(endpoint="http://127.0.0.1:9"),
@@ -200,10 +208,18 @@ def _chosen(bucket: str, config: StoreConfig) -> Any:
     ],
 )
 def test_the_command_uses_its_own_s3_client_with_plain_keys_and_a_known_endpoint(
-    aws_keys: pytest.MonkeyPatch, env: dict[str, str], config: StoreConfig, host: str
+    aws_keys: pytest.MonkeyPatch,
+    tmp_path: Path,
+    env: dict[str, str],
+    config: StoreConfig,
+    host: str,
 ) -> None:
     for name, value in env.items():
-        aws_keys.setenv(name, value)
+        if name == "CONFIG":
+            (tmp_path / "config").write_text(value)
+            aws_keys.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+        else:
+            aws_keys.setenv(name, value)
     bucket = _chosen("bkt", config)
     assert isinstance(bucket, S3DirectBucket)
     assert bucket.pool.origin.host == host
@@ -222,7 +238,12 @@ def test_the_command_uses_its_own_s3_client_with_plain_keys_and_a_known_endpoint
         ({}, StoreConfig(region="cn-north-1"), "bkt"),  # another partition
         ({"AWS_USE_FIPS_ENDPOINT": "true"}, StoreConfig(region="us-east-1"), "bkt"),
         ({"HTTP_PROXY": "http://p:1"}, StoreConfig(endpoint="http://127.0.0.1:9"), "bkt"),
-        ({"CONFIG": "[default]\nregion = eu-west-1\n"}, StoreConfig(region="eu-west-1"), "bkt"),
+        (
+            {"CONFIG": "[default]\nregion = eu-west-1\ns3 =\n  addressing_style = path\n"},
+            StoreConfig(region="eu-west-1"),
+            "bkt",
+        ),
+        ({"CONFIG": "[default]\nendpoint_url = http://127.0.0.1:9\n"}, StoreConfig(), "bkt"),
         ({"AWS_ACCESS_KEY_ID": ""}, StoreConfig(endpoint="http://127.0.0.1:9"), "bkt"),
     ],
 )
@@ -307,3 +328,12 @@ def test_a_tree_on_two_processes_is_identical(
     assert sorted(result.downloaded) == sorted(objects)
     for key, data in objects.items():
         assert (tmp_path / key[2:]).read_bytes() == data
+
+
+def test_a_config_file_that_does_not_parse_is_left_to_boto3_to_report(
+    aws_keys: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "config").write_text("[default\nregion = x\n")
+    aws_keys.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    with pytest.raises(partdl.InvalidArgumentError, match="AWS configuration"):
+        _chosen("bkt", StoreConfig(endpoint="http://127.0.0.1:9"))

@@ -12,6 +12,7 @@ import contextlib
 import enum
 import os
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
@@ -242,6 +243,36 @@ def s3_bucket(source: Source, config: StoreConfig) -> Any:
     return S3Bucket(client, source.bucket)
 
 
+# What `aws configure` writes beside the region that changes nothing for a download.
+_CLI_ONLY = frozenset(
+    {"region", "output", "cli_pager", "cli_history", "cli_auto_prompt", "cli_timestamp_format"}
+)
+
+
+def _default_profile(env: Mapping[str, str]) -> tuple[bool, str | None]:
+    """Whether the AWS config file's default profile holds nothing but a region and the
+    AWS CLI's own settings (anything else is boto3's to honour), and that region."""
+    path = env.get("AWS_CONFIG_FILE") or os.path.expanduser("~/.aws/config")
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except FileNotFoundError:
+        return True, None
+    except (OSError, UnicodeDecodeError):
+        return False, None
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0")
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return False, None
+    if not parser.has_section("default"):
+        return True, None  # only other profiles, which are not used
+    options = dict(parser.items("default"))
+    return set(options) <= _CLI_ONLY, options.get("region") or None
+
+
 def direct_s3_bucket(source: Source, config: StoreConfig) -> Any | None:
     """partdl's own S3 client (:mod:`partdl.backends.s3_direct`), which spares the 0.6 s
     a boto3 client takes to make and botocore's 2.3 ms of CPU a request; None where
@@ -249,20 +280,22 @@ def direct_s3_bucket(source: Source, config: StoreConfig) -> Any | None:
 
     It is used when the keys are plain ones from the environment and the endpoint is
     known (``--endpoint``, ``AWS_ENDPOINT_URL_S3``, ``AWS_ENDPOINT_URL``, else AWS's
-    own for a known region), with no profile, no AWS config file to honour and no
-    proxy in the way: what boto3 would do then is exactly this.
+    own for a known region), with no profile, nothing but a region in the AWS config
+    file's default profile and no proxy in the way: what boto3 would do then is
+    exactly this.
     """
     env = os.environ
     access_key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
     if not (access_key and secret) or config.profile or env.get("AWS_PROFILE"):
         return None
-    config_file = env.get("AWS_CONFIG_FILE") or os.path.expanduser("~/.aws/config")
-    with contextlib.suppress(OSError):
-        if os.path.getsize(config_file) > 0:
-            return None  # regions, endpoints, addressing: boto3 reads them
+    plain, configured_region = _default_profile(env)
+    if not plain:
+        return None  # endpoints, addressing, roles...: boto3 reads them
     from ..backends import s3_direct
 
-    region = config.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    region = (
+        config.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or configured_region
+    )
     endpoint = config.endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
     virtual_host = not endpoint
     if not endpoint:
