@@ -221,6 +221,9 @@ def command(variant: Variant, endpoint: str, name: str, dest: Path, size: int) -
     if variant.contender == PARTDL_CLI_OSS:
         argv = [tool_path(PARTDL_CLI_OSS) or "partdl", f"oss://{OSS_BUCKET}/{name}", str(dest)]
         return argv + _partdl_cli_options(variant, endpoint)
+    if variant.contender == PARTDL_CLI:
+        argv = [tool_path(PARTDL_CLI) or "partdl", f"s3://{S3_BUCKET}/{name}", str(dest)]
+        return argv + _partdl_cli_options(variant, endpoint, region="us-east-1")
     kind = variant.contender
     argv = [sys.executable, "-m", "benchmarks.clients", kind, "--endpoint", endpoint]
     argv += ["--name", name, "--dest", str(dest), "--task-num", str(variant.task_num)]
@@ -284,9 +287,11 @@ def _rclone_env(endpoint: str) -> list[str]:
     ]
 
 
-def _partdl_cli_options(variant: Variant, endpoint: str) -> list[str]:
-    """The ``partdl`` command's flags for an oss:// run (V4, a region, the knobs)."""
-    argv = ["--endpoint", endpoint, "--region", "cn-hangzhou", "-q"]
+def _partdl_cli_options(
+    variant: Variant, endpoint: str, *, region: str = "cn-hangzhou"
+) -> list[str]:
+    """The ``partdl`` command's flags: the endpoint, the region V4 signs, the knobs."""
+    argv = ["--endpoint", endpoint, "--region", region, "-q"]
     argv += ["--task-num", str(variant.task_num)]
     if variant.part_size is not None:
         argv += ["--part-size", f"{variant.part_size}B"]

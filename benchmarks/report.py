@@ -19,6 +19,7 @@ from .scenarios import (
     FLOOR,
     OSS2,
     OSS_V2,
+    PARTDL_CLI,
     PARTDL_CLI_OSS,
     S5CMD,
     Scenario,
@@ -183,9 +184,7 @@ def _headline(rows: Sequence[Summary]) -> list[Target]:
     """(a): partdl without fsync against the fast tools, durable partdl against the SDKs;
     for the library (the first row) and for the command line."""
     refs = [rows[0]]
-    cli = _find(rows, PARTDL_CLI_OSS)
-    if cli is not None:
-        refs.append(cli)
+    refs += [cli for kind in (PARTDL_CLI_OSS, PARTDL_CLI) if (cli := _find(rows, kind))]
     found = []
     for ref in refs:
         fast = _find(rows, ref.variant.contender, fsync=False)

@@ -56,7 +56,7 @@ LABELS = {
     CURL: "curl",
     DD: "dd conv=fsync (the disk's floor)",
     FLOOR: "floor: bare sockets, no HTTP library, no CRC",
-    PARTDL_CLI: "partdl CLI (S3) -r",
+    PARTDL_CLI: "partdl CLI (S3)",
     PARTDL_CLI_OSS: "partdl CLI (OSS)",
     AWS_CLI: "aws s3 cp --recursive",
     RCLONE: "rclone copy",
@@ -182,7 +182,7 @@ def unavailable(variant: Variant) -> str:
 
 def _everyone(part: int | None, task_num: int, *, oss2_crc_off: bool = True) -> list[Variant]:
     """partdl on each backend, then the tools users would pick instead, same knobs."""
-    kinds = (PARTDL_OSS, PARTDL_S3, PARTDL_HTTP, PARTDL_CLI_OSS)
+    kinds = (PARTDL_OSS, PARTDL_S3, PARTDL_HTTP, PARTDL_CLI_OSS, PARTDL_CLI)
     variants = [Variant(kind, part, task_num) for kind in kinds]
     variants += [Variant(BOTO3, part, task_num), Variant(S5CMD, part, task_num)]
     variants += [Variant(OSS2, part, task_num)]
@@ -195,7 +195,7 @@ def _everyone(part: int | None, task_num: int, *, oss2_crc_off: bool = True) -> 
 
 def _no_fsync(part: int | None, task_num: int) -> list[Variant]:
     """partdl on each backend with ``fsync=False``: what it costs to be durable."""
-    kinds = (PARTDL_OSS, PARTDL_S3, PARTDL_HTTP, PARTDL_CLI_OSS)
+    kinds = (PARTDL_OSS, PARTDL_S3, PARTDL_HTTP, PARTDL_CLI_OSS, PARTDL_CLI)
     return [Variant(kind, part, task_num, fsync=False) for kind in kinds]
 
 
