@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import partdl
-from partdl.backends._oss_sign import Keys, canonical_query, sign, uri_encode
+from partdl.backends._oss_sign import canonical_query, sign
+from partdl.backends._signing import Keys, uri_encode
 from partdl.backends.oss_direct import OssDirectBackend, OssDirectBucket
 from partdl.cli.sources import Scheme, Source, StoreConfig, oss_bucket
 from partdl.errors import ObjectChangedDuringRead

@@ -22,7 +22,7 @@ from botocore.credentials import Credentials
 
 import partdl
 from partdl.backends import _s3_sign
-from partdl.backends._oss_sign import Keys, uri_encode
+from partdl.backends._signing import Keys, uri_encode
 from partdl.backends.s3_direct import S3DirectBackend, S3DirectBucket
 from partdl.cli.sources import Scheme, Source, StoreConfig, s3_bucket
 from partdl.crc import ChecksumAlgorithm

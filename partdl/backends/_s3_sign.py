@@ -18,7 +18,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from ._oss_sign import Keys, canonical_query_pairs
+from ._signing import Keys, canonical_query_pairs
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()

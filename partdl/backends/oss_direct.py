@@ -18,7 +18,8 @@ from typing import Any, ClassVar, Protocol
 from ..model import ObjectStat
 from ._direct import DirectBackend, StoreBucket, send_checked
 from ._http import content_length, oss_stat
-from ._oss_sign import Keys, sign
+from ._oss_sign import sign
+from ._signing import Keys
 from ._wire import Headers, Response
 
 

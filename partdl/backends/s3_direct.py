@@ -21,8 +21,8 @@ from typing import ClassVar
 from ..model import ObjectStat
 from ._direct import DirectBackend, StoreBucket, send_checked
 from ._http import content_length
-from ._oss_sign import Keys
 from ._s3_sign import sign
+from ._signing import Keys
 from ._wire import Headers, Response
 from .s3 import full_object_checksum
 

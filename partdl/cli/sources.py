@@ -303,7 +303,7 @@ def direct_s3_bucket(source: Source, config: StoreConfig) -> Any | None:
     if not endpoint or _proxied(endpoint):
         return None
     from .. import __version__
-    from ..backends._oss_sign import Keys
+    from ..backends._signing import Keys
 
     keys = Keys(access_key, secret, env.get("AWS_SESSION_TOKEN") or "")
     try:
