@@ -9,6 +9,8 @@ import http.server
 import multiprocessing
 import os
 import pickle
+import subprocess
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -337,3 +339,17 @@ def test_a_config_file_that_does_not_parse_is_left_to_boto3_to_report(
     aws_keys.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
     with pytest.raises(partdl.InvalidArgumentError, match="AWS configuration"):
         _chosen("bkt", StoreConfig(endpoint="http://127.0.0.1:9"))
+
+
+def test_the_own_client_imports_neither_boto3_nor_botocore(aws_keys: pytest.MonkeyPatch) -> None:
+    aws_keys.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    code = (
+        "import sys\n"
+        "from partdl.cli.sources import Scheme, Source, StoreConfig, s3_bucket\n"
+        "bucket = s3_bucket(Source(Scheme.S3, 's3://b/k', 'b', 'k'), StoreConfig())\n"
+        "from partdl.backends import open_backend\n"
+        "open_backend(bucket, 'k')\n"
+        "print(type(bucket).__name__, sorted(m for m in sys.modules if m.startswith('boto')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["S3DirectBucket", "[]"]
