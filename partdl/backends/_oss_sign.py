@@ -12,12 +12,10 @@ headers are signed. Pure: no clock (the caller passes the time), no I/O.
 from __future__ import annotations
 
 import datetime
-import functools
 import hashlib
-import hmac
 from collections.abc import Mapping
 
-from ._signing import Keys, canonical_query_pairs, uri_encode
+from ._signing import Keys, canonical_query_pairs, keyed_signer, uri_encode, v4_stamp
 
 ALGORITHM = "OSS4-HMAC-SHA256"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
@@ -39,31 +37,6 @@ def _signed_headers(headers: Mapping[str, str]) -> str:
     return "".join(f"{name}:{value}\n" for name, value in chosen)
 
 
-def _hmac(key: bytes, text: str) -> bytes:
-    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest()
-
-
-@functools.lru_cache(maxsize=16)
-def signing_key(secret: str, date: str, region: str, product: str = "oss") -> bytes:
-    """The day's key for one region: the same all day, so it is kept (four HMACs a
-    request saved)."""
-    key = _hmac(f"aliyun_v4{secret}".encode(), date)
-    for part in (region, product, "aliyun_v4_request"):
-        key = _hmac(key, part)
-    return key
-
-
-@functools.lru_cache(maxsize=16)
-def _keyed(secret: str, date: str, region: str) -> hmac.HMAC:
-    """An HMAC already keyed with the day's key: a copy of it signs a request."""
-    return hmac.new(signing_key(secret, date, region), digestmod=hashlib.sha256)
-
-
-@functools.lru_cache(maxsize=4)
-def _stamp(second: datetime.datetime) -> str:
-    return second.strftime("%Y%m%dT%H%M%SZ")  # strftime costs more than the rest of a line
-
-
 def sign(
     method: str,
     resource: tuple[str, str],
@@ -81,7 +54,7 @@ def sign(
     are the request's own, which must already hold every ``x-oss-*`` it sends; ``now``
     is a UTC time.
     """
-    stamp = _stamp(now.replace(microsecond=0))
+    stamp = v4_stamp(now)
     added = {"x-oss-date": stamp, "x-oss-content-sha256": UNSIGNED_PAYLOAD}
     if keys.security_token:
         added["x-oss-security-token"] = keys.security_token
@@ -100,7 +73,8 @@ def sign(
     scope = f"{stamp[:8]}/{region}/oss/aliyun_v4_request"
     digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     to_sign = f"{ALGORITHM}\n{stamp}\n{scope}\n{digest}"
-    signer = _keyed(keys.access_key_secret, stamp[:8], region).copy()
+    seed = f"aliyun_v4{keys.access_key_secret}"
+    signer = keyed_signer(seed, stamp[:8], (region, "oss", "aliyun_v4_request")).copy()
     signer.update(to_sign.encode("utf-8"))
     signature = signer.hexdigest()
     added["authorization"] = (

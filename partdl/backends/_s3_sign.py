@@ -13,33 +13,13 @@ caller passes the time), no I/O.
 from __future__ import annotations
 
 import datetime
-import functools
 import hashlib
-import hmac
 from collections.abc import Mapping
 
-from ._signing import Keys, canonical_query_pairs
+from ._signing import Keys, canonical_query_pairs, keyed_signer, v4_stamp
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
-
-
-def _hmac(key: bytes, text: str) -> bytes:
-    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest()
-
-
-@functools.lru_cache(maxsize=16)
-def _keyed(secret: str, date: str, region: str) -> hmac.HMAC:
-    """An HMAC keyed with the day's signing key: a copy of it signs a request."""
-    key = _hmac(f"AWS4{secret}".encode(), date)
-    for part in (region, "s3", "aws4_request"):
-        key = _hmac(key, part)
-    return hmac.new(key, digestmod=hashlib.sha256)
-
-
-@functools.lru_cache(maxsize=4)
-def _stamp(second: datetime.datetime) -> str:
-    return second.strftime("%Y%m%dT%H%M%SZ")
 
 
 def sign(
@@ -60,7 +40,7 @@ def sign(
     URI-encoded as sent; ``headers`` the request's own (every ``x-amz-*`` one is
     signed, the rest are not); ``now`` a UTC time.
     """
-    stamp = _stamp(now.replace(microsecond=0))
+    stamp = v4_stamp(now)
     added = {"x-amz-date": stamp, "x-amz-content-sha256": EMPTY_SHA256}
     if keys.security_token:
         added["x-amz-security-token"] = keys.security_token
@@ -83,7 +63,8 @@ def sign(
     )
     scope = f"{stamp[:8]}/{region}/s3/aws4_request"
     digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    signer = _keyed(keys.access_key_secret, stamp[:8], region).copy()
+    seed = f"AWS4{keys.access_key_secret}"
+    signer = keyed_signer(seed, stamp[:8], (region, "s3", "aws4_request")).copy()
     signer.update(f"{ALGORITHM}\n{stamp}\n{scope}\n{digest}".encode())
     added["authorization"] = (
         f"{ALGORITHM} Credential={keys.access_key_id}/{scope}, "
