@@ -1,12 +1,14 @@
 """What partdl's own store clients share, OSS (:mod:`.oss_direct`) and S3 (:mod:`.s3_direct`).
 
 Both stores answer the same requests the same way: HEAD, ranged and whole GETs with
-``If-Match``, and ListObjectsV2 pages of XML. A store's bucket signs and sends its
-requests and reads its own headers (:class:`Store`); :class:`DirectBackend` is the
-rest, the one :class:`~partdl.backend.Backend` over either. Addressing follows the
-SDKs: path style (``/bucket/key``) for an IP address or ``localhost``, the bucket's
-virtual host (``bucket.endpoint``) otherwise; an endpoint without a scheme is
-``http://``.
+``If-Match``, and ListObjectsV2 pages of XML. :class:`StoreBucket` holds a bucket's
+connections and sends its requests, turning an error answer into partdl's error; its
+OSS and S3 subclasses sign them and read their own headers. :class:`DirectBackend` is
+the rest, the one :class:`~partdl.backend.Backend` over either. Addressing is each
+store's SDK's (see :func:`connect`): OSS as oss2, path style (``/bucket/key``) for an
+IP address or ``localhost`` and the bucket's virtual host (``bucket.endpoint``)
+otherwise; S3 as botocore, path style at any endpoint given and the virtual host at
+AWS's own. An endpoint without a scheme is ``http://``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_address
-from typing import ClassVar, Protocol
+from typing import ClassVar
 from urllib.parse import quote, unquote, urlencode, urlsplit
 from xml.etree import ElementTree
 
@@ -83,6 +85,13 @@ class StoreBucket:
 
     kind: ClassVar[str] = "store"
     """How an error names the store: ``OSS`` or ``S3``."""
+    scheme: ClassVar[str]
+    """``oss`` or ``s3``: how its objects are named (``s3://bucket/key``)."""
+    payer_header: ClassVar[str]
+    """The header that says the requester pays, the one kept for a listing."""
+    stat_headers: ClassVar[Mapping[str, str]]
+    """Sent with the requests whose answer pins the object, a HEAD or a whole GET (S3:
+    ask for its checksums); a ranged GET goes without, as through the SDKs."""
 
     endpoint: str
     name: str
@@ -114,44 +123,6 @@ class StoreBucket:
         """The request target for ``key`` ("" for the bucket itself), without a query."""
         return target(self.name, key, self.path_style)
 
-
-def send_checked(
-    pool: Pool,
-    method: str,
-    path: str,
-    params: Mapping[str, str],
-    headers: Mapping[str, str],
-    what: str,
-) -> Response:
-    """Send a signed request on ``pool``; an error answer raises partdl's error for it."""
-    if params:
-        path += "?" + urlencode(params, quote_via=quote, safe="-_.~")
-    response = pool.send(method, path, headers, what)
-    if not 200 <= response.status < 300:
-        code = response.error_code()  # a HEAD's answer has no body: ""
-        message = f"{what}: HTTP {response.status} {code}".rstrip()
-        # S3 names a bucket's region when asked in another (301, or 400 for a V4 scope).
-        region = response.headers.get("x-amz-bucket-region")
-        if region and response.status in (301, 400):
-            raise InvalidArgumentError(f"{message}: the bucket is in {region} (--region {region})")
-        raise error_class(response.status, code)(message)
-    return response
-
-
-class Store(Protocol):
-    """A bucket of one store, as :class:`DirectBackend` uses it."""
-
-    scheme: ClassVar[str]
-    """``oss`` or ``s3``: how its objects are named (``s3://bucket/key``)."""
-    payer_header: ClassVar[str]
-    """The header that says the requester pays, the one kept for a listing."""
-    stat_headers: ClassVar[Mapping[str, str]]
-    """Sent with the requests whose answer pins the object, a HEAD or a whole GET (S3:
-    ask for its checksums); a ranged GET goes without, as through the SDKs."""
-
-    @property
-    def name(self) -> str: ...
-
     def send(
         self,
         method: str,
@@ -161,17 +132,46 @@ class Store(Protocol):
         what: str,
     ) -> Response:
         """One signed request; an error answer raises partdl's error for it."""
-        ...
+        path = self.target(key)
+        sent = {"User-Agent": self.user_agent, **headers}
+        now = datetime.datetime.now(datetime.UTC)
+        sent.update(self._signature(method, key, path, params, sent, now))
+        if params:
+            path += "?" + urlencode(params, quote_via=quote, safe="-_.~")
+        response = self.pool.send(method, path, sent, what)
+        if not 200 <= response.status < 300:
+            code = response.error_code()  # a HEAD's answer has no body: ""
+            message = f"{what}: HTTP {response.status} {code}".rstrip()
+            # S3 names a bucket's region when asked in another (301, or 400 for V4's scope).
+            region = response.headers.get("x-amz-bucket-region")
+            if region and response.status in (301, 400):
+                raise InvalidArgumentError(
+                    f"{message}: the bucket is in {region} (--region {region})"
+                )
+            raise error_class(response.status, code)(message)
+        return response
+
+    def _signature(
+        self,
+        method: str,
+        key: str,
+        path: str,
+        params: Mapping[str, str],
+        headers: Mapping[str, str],
+        now: datetime.datetime,
+    ) -> dict[str, str]:
+        """The headers that sign a request for ``key`` sent to ``path`` at ``now``."""
+        raise NotImplementedError
 
     def stat_of(self, headers: Headers, version_id: str | None) -> ObjectStat | None:
         """What a HEAD's or a whole GET's answer pins; None without a Content-Length."""
-        ...
+        raise NotImplementedError
 
 
 class DirectBackend:
     def __init__(
         self,
-        bucket: Store,
+        bucket: StoreBucket,
         key: str,
         *,
         version_id: str | None = None,

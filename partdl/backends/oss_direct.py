@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from ..model import ObjectStat
-from ._direct import DirectBackend, StoreBucket, send_checked
+from ._direct import DirectBackend, StoreBucket
 from ._http import content_length, oss_stat
 from ._oss_sign import sign
 from ._signing import Keys
-from ._wire import Headers, Response
+from ._wire import Headers
 
 
 class CredentialsProvider(Protocol):
@@ -48,19 +48,16 @@ class OssDirectBucket(StoreBucket):
             found.get_security_token() or "",
         )
 
-    def send(
+    def _signature(
         self,
         method: str,
         key: str,
+        path: str,
         params: Mapping[str, str],
         headers: Mapping[str, str],
-        what: str,
-    ) -> Response:
-        """One signed request; an error answer raises partdl's error for it."""
-        now = datetime.datetime.now(datetime.UTC)
-        sent = {"User-Agent": self.user_agent, **headers}
-        sent.update(sign(method, (self.name, key), params, sent, self.keys(), self.region, now))
-        return send_checked(self.pool, method, self.target(key), params, sent, what)
+        now: datetime.datetime,
+    ) -> dict[str, str]:
+        return sign(method, (self.name, key), params, headers, self.keys(), self.region, now)
 
     def stat_of(self, headers: Headers, version_id: str | None) -> ObjectStat | None:
         size = content_length(headers)

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ..model import ObjectStat
-from ._direct import DirectBackend, StoreBucket, send_checked
+from ._direct import DirectBackend, StoreBucket
 from ._http import content_length
 from ._s3_sign import sign
 from ._signing import Keys
-from ._wire import Headers, Response
+from ._wire import Headers
 from .s3 import full_object_checksum
 
 # The answer's checksum headers under the names boto3 gives them, which
@@ -53,21 +53,17 @@ class S3DirectBucket(StoreBucket):
     def _path_style(self) -> bool | None:
         return not self.virtual_host
 
-    def send(
+    def _signature(
         self,
         method: str,
         key: str,
+        path: str,
         params: Mapping[str, str],
         headers: Mapping[str, str],
-        what: str,
-    ) -> Response:
-        """One signed request; an error answer raises partdl's error for it."""
-        now = datetime.datetime.now(datetime.UTC)
-        path = self.target(key)
+        now: datetime.datetime,
+    ) -> dict[str, str]:
         host = self.pool.origin.host_header
-        sent = {"User-Agent": self.user_agent, **headers}
-        sent.update(sign(method, host, path, params, sent, self.keys, self.region, now))
-        return send_checked(self.pool, method, path, params, sent, what)
+        return sign(method, host, path, params, headers, self.keys, self.region, now)
 
     def stat_of(self, headers: Headers, version_id: str | None) -> ObjectStat | None:
         size = content_length(headers)
