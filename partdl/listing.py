@@ -12,7 +12,7 @@ import functools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .backend import Backend, RangeBody
 from .model import ObjectStat
@@ -39,6 +39,33 @@ class WholeObjectBackend(Backend, Protocol):
         The stat comes from the response's own headers: size, ETag, Last-Modified and
         the whole-object checksum. A 412 raises ObjectChangedDuringRead.
         """
+        ...
+
+
+class PendingWhole(Protocol):
+    """A whole-object GET that was written and whose answer was not read yet."""
+
+    def fileno(self) -> int:
+        """The socket its answer arrives on; -1 when the answer is already known
+        (:meth:`answer` raises at once)."""
+        ...
+
+    def answer(self) -> tuple[ObjectStat, RangeBody]:
+        """What :meth:`WholeObjectBackend.read_whole` returns (and raises)."""
+        ...
+
+    def close(self) -> None:
+        """Give up on the answer (its connection is not reused)."""
+        ...
+
+
+@runtime_checkable
+class PipelinedBackend(WholeObjectBackend, Protocol):
+    """A whole-object backend whose GET can be written before its answer is read, so
+    that one thread keeps several in flight (partdl's own clients)."""
+
+    def begin_whole(self, etag: str | None) -> PendingWhole:
+        """Write the GET :meth:`read_whole` sends; the answer is read later."""
         ...
 
 

@@ -2,10 +2,13 @@
 
 Two kinds of work go on the board. A :class:`Job` is one temp file to fill (its
 :class:`PartWorker`) and the parts it still lacks; a :class:`Task` is one unit a loop
-runs whole with its own chunk buffer (a small object's single GET). :meth:`Scheduler.run`
-runs exactly ``task_num`` serving loops on the pool, each doing one GET at a time, so
-at no moment are more GETs in flight, however many jobs and tasks are fed; work is
-taken in the order it was fed, so parts of jobs already started go first. A
+runs whole with its own chunk buffer (a small object's single GET, or a few small
+objects' GETs kept in flight together, up to the task's *width*). :meth:`Scheduler.run`
+runs ``task_num`` serving loops on the pool, and a loop starts work only while a GET
+is free: a range takes one, a task as many as it can use of those free (its grant),
+so at no moment are more than ``task_num`` in flight, however many jobs and tasks
+are fed; work is taken in the order it was fed, so parts of jobs already started go
+first. A
 :class:`Feed` supplies the work lazily and hears back on the orchestrator thread;
 :meth:`Scheduler.fetch` is the same for a fixed list of jobs. The loops share one
 :class:`_Board` (one lock, one owner of every piece of thread-shared state):
@@ -115,15 +118,20 @@ class Job:
 
 @dataclass(frozen=True, eq=False)
 class Task:
-    """One unit of work a serving loop runs whole: a small object's one GET.
+    """One unit of work a serving loop runs whole: a small object's one GET, or the
+    GETs of a few small objects that the loop keeps in flight together.
 
-    ``run`` is handed the loop's chunk buffer and returns the task's result, which the
-    feed's ``on_settled`` receives; it must return promptly once ``stop`` is set. A
-    task is never split nor abandoned, and its failure is its own.
+    ``run`` is handed the loop's chunk buffer and how many GETs it may keep in flight
+    (its grant: at least one, at most its ``width``, as many as were free when it
+    started), and returns the task's result, which the feed's ``on_settled``
+    receives; it must return promptly once ``stop`` is set. A task is never split nor
+    abandoned, and its failure is its own.
     """
 
-    run: Callable[[memoryview], object]
+    run: Callable[[memoryview, int], object]
     stop: threading.Event
+    width: int = 1
+    """The GETs it could keep in flight: it is granted up to that many of ``task_num``."""
 
 
 Work = Job | Task
@@ -178,6 +186,7 @@ class _JobState:
 class _TaskState:
     task: Task
     taken: bool = False
+    grant: int = 0
 
 
 @dataclass(eq=False, slots=True)
@@ -260,6 +269,8 @@ class _Board:
         self._history: deque[float] = deque(maxlen=_RATE_HISTORY)
         self._closed = False
         self._hungry_told = False
+        self._free = task_num
+        """GETs that may still start: ``task_num`` less those of the work running."""
         self.gets = self.splits = self.abandons = 0
 
     # -- the orchestrator's side -----------------------------------------------------
@@ -268,15 +279,20 @@ class _Board:
         with self._lock:
             self._hungry_told = False
             if isinstance(work, Task):
+                if not 1 <= work.width <= self._task_num:
+                    raise ValueError(f"a task of width {work.width} in a pool of {self._task_num}")
                 self._jobs[work] = _TaskState(work)
                 # One task is one loop's work: waking every idle loop for it would make
-                # them all contend for the lock (and the GIL) to find it taken.
-                self._lock.notify()
+                # them all contend for the lock (and the GIL) to find it taken; and
+                # none is woken while the GETs in flight leave no room.
+                if self._free > 0:
+                    self._lock.notify()
                 return
             state = _JobState(work, deque(work.parts), parts_left=len(work.parts))
             self._jobs[work] = state
             self._settle(state)
-            self._lock.notify_all()  # idle loops may split the parts others start
+            if self._free > 0:
+                self._lock.notify_all()  # idle loops may split the parts others start
 
     def forget(self, work: Work) -> None:
         with self._lock:
@@ -295,7 +311,7 @@ class _Board:
         waiting = 0
         for state in self._jobs.values():
             if isinstance(state, _TaskState):
-                waiting += not state.taken
+                waiting += 0 if state.taken else state.task.width
             elif state.pending and state.error is None:
                 return False
         return waiting < self._task_num
@@ -354,17 +370,26 @@ class _Board:
                 if not self._hungry_told and self._is_hungry():
                     self._hungry_told = True
                     self._events.put(_Hungry())
-                if isinstance(work, _TaskState):
+                if work is None and self._free > 0:
+                    work = self._split(time.monotonic())
+                if work is not None:
+                    if isinstance(work, _TaskState):
+                        work.grant = min(work.task.width, self._free)
+                        self._free -= work.grant
+                    else:
+                        self._free -= 1
+                        self._running.add(work)
+                        work.state.inflight += 1
+                    if self._free > 0:
+                        self._lock.notify()  # GETs left over (a wide task ended): pass them on
                     return work
-                piece = work or self._split(time.monotonic())
-                if piece is not None:
-                    self._running.add(piece)
-                    piece.state.inflight += 1
-                    return piece
                 self._lock.wait()
             return None
 
     def _next_work(self) -> _Piece | _TaskState | None:
+        """The first work fed, if any GET is free."""
+        if self._free <= 0:
+            return None
         for state in self._jobs.values():
             if isinstance(state, _TaskState):
                 if not state.taken:
@@ -377,7 +402,9 @@ class _Board:
         return None
 
     def task_done(self, state: _TaskState, result: object, error: BaseException | None) -> None:
-        # No shared state changes: the orchestrator forgets the task when it hears.
+        # The orchestrator forgets the task when it hears; its GETs are free at once.
+        with self._lock:
+            self._free += state.grant  # this loop takes more at once: no one to wake
         self._events.put(_Settled(state.task, error, result))
 
     def _new_piece(self, state: _JobState, assembly: _Assembly, start: int, end: int) -> _Piece:
@@ -465,6 +492,7 @@ class _Board:
     def _let_go(self, piece: _Piece) -> None:
         self._running.discard(piece)
         piece.state.inflight -= 1
+        self._free += 1
 
     def _settle(self, state: _JobState) -> None:
         if state.settled or state.inflight:
@@ -657,7 +685,7 @@ class Scheduler:
         while (work := board.take()) is not None:
             if isinstance(work, _TaskState):
                 try:
-                    result = work.task.run(view)
+                    result = work.task.run(view, work.grant)
                 except Exception as exc:
                     board.task_done(work, None, exc)
                 else:

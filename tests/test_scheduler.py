@@ -28,7 +28,7 @@ from partdl.crc import ChecksumAlgorithm, checksum, updater
 from partdl.errors import PartdlError
 from partdl.model import ObjectStat
 from partdl.plan import MiB, plan_parts
-from partdl.scheduler import MIN_SPLIT, Job, Scheduler, crawling
+from partdl.scheduler import MIN_SPLIT, Job, Scheduler, Task, crawling
 from partdl.worker import PartDone, PartWorker, Progress
 from tests.faultchild import Child
 from tests.faultproxy import TAG_HEADER, Fault, FaultProxy, Record, Rule
@@ -398,3 +398,63 @@ def test_a_failing_job_fails_alone(store: LocalStore, tmp_path: Path) -> None:
     assert outcome[good.job] is None
     assert good.path.read_bytes() == good.data
     assert ledger.open == 0
+
+
+# -- tasks that keep several GETs in flight -------------------------------------------------
+
+
+class _Tasks:
+    """A feed of fixed tasks (see ``partdl.scheduler.Feed``): what each was granted."""
+
+    def __init__(self, tasks: list[Task]) -> None:
+        self._todo = list(tasks)
+        self._fed = len(tasks)
+        self.results: dict[Task, object] = {}
+
+    def next(self) -> Task | None:
+        return self._todo.pop(0) if self._todo else None
+
+    def finished(self) -> bool:
+        return len(self.results) == self._fed
+
+    def on_part(self, job: Job, done: PartDone) -> None:
+        raise AssertionError("no jobs here")
+
+    def on_settled(self, work: object, error: BaseException | None, result: object) -> None:
+        assert error is None
+        assert isinstance(work, Task)
+        self.results[work] = result
+
+
+def test_a_wide_task_is_granted_only_the_gets_left_free() -> None:
+    """Four GETs: a task of width 3 takes three, the next one the one left; a third
+    starts only once GETs are free again, and is granted what is free then."""
+    second_started = threading.Event()
+    stop = threading.Event()
+
+    def first(view: memoryview, grant: int) -> int:
+        # Held until the second task runs beside it, so both grants are taken at once.
+        assert second_started.wait(10)
+        return grant
+
+    def second(view: memoryview, grant: int) -> int:
+        second_started.set()
+        return grant
+
+    def third(view: memoryview, grant: int) -> int:
+        return grant
+
+    tasks = [Task(first, stop, width=3), Task(second, stop, width=3), Task(third, stop, width=4)]
+    feed = _Tasks(tasks)
+    with Scheduler(4, 64 * 1024) as scheduler:
+        scheduler.run(feed, on_tick=lambda: None)
+    assert [feed.results[task] for task in tasks[:2]] == [3, 1]
+    third_grant = feed.results[tasks[2]]
+    assert isinstance(third_grant, int)
+    assert 1 <= third_grant <= 4  # what was free when a loop took it
+
+
+def test_a_task_wider_than_the_pool_is_refused() -> None:
+    feed = _Tasks([Task(lambda view, grant: None, threading.Event(), width=5)])
+    with Scheduler(4, 64 * 1024) as scheduler, pytest.raises(ValueError, match="width 5"):
+        scheduler.run(feed, on_tick=lambda: None)

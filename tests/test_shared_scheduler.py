@@ -10,6 +10,7 @@ client would never end, and never decide a result.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 import partdl
+from partdl import execute
 from partdl.checkpoint import decode
 from partdl.state import checkpoint_path
 from tests.helpers import PART
@@ -27,7 +29,7 @@ QUICK = partdl.RetryPolicy(attempts=3, backoff=0.005, backoff_max=0.02)
 BIG_PARTS = 6
 
 
-@pytest.fixture(params=["oss", "s3"])
+@pytest.fixture(params=["oss", "s3", "oss-direct", "s3-direct"])
 def bucket(request: pytest.FixtureRequest, store: LocalStore, bucket_name: str) -> Any:
     return make_bucket(str(request.param), store, bucket_name)
 
@@ -252,3 +254,57 @@ def test_an_interrupt_mid_tree_stops_every_worker_and_leaves_resumable_state(
         key = "t/" + os.path.basename(checkpoint.destination)
         fetched = ranges(requests, key)
         assert len(fetched) == BIG_PARTS - len(checkpoint.parts)
+
+
+# -- a serving loop's group of small GETs -------------------------------------------------
+
+
+class _Sent:
+    """A written GET as a group sees it: only its socket matters here."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def answer(self) -> Any:
+        raise AssertionError("not read here")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_group_reads_first_the_answers_that_arrived(monkeypatch: pytest.MonkeyPatch) -> None:
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        sent: list[Any] = [_Sent(ours.fileno()) for ours, _ in pairs]
+        monkeypatch.setattr(execute, "_ANSWER_WAIT", 0.01)
+        # Nothing arrived: the first is read, under its own read timeout.
+        assert execute._answered(sent) == [0]
+        pairs[2][1].sendall(b"HTTP/1.1 200 OK\r\n")
+        assert execute._answered(sent) == [2]
+        pairs[1][1].close()  # an answer that will never come is read (and fails) too
+        assert sorted(execute._answered(sent)) == [1, 2]
+        # A GET that could not be written, or was not: its failure is known at once.
+        assert execute._answered([sent[0], _Sent(-1), None]) == [1, 2]
+    finally:
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+
+
+def test_many_small_objects_keep_several_gets_in_flight_within_task_num(
+    store: LocalStore, bucket_name: str, tmp_path: Path
+) -> None:
+    objects = {f"s/{i:03}": os.urandom(1000 + i) for i in range(60)}
+    put_all(store, bucket_name, objects)
+    seen = Requests(store, bucket_name)
+    bucket = make_bucket("oss-direct", store, bucket_name)
+    result = partdl.download_prefix(bucket, "s/", tmp_path, task_num=5)
+    assert tree(tmp_path) == {k[2:]: v for k, v in objects.items()}
+    assert sorted(result.downloaded) == sorted(objects)
+    assert store.peak_in_flight(bucket_name) <= 5
+    requests = seen.take()
+    for key in objects:
+        assert [(s.method, s.range) for s in requests if s.key == key] == [("GET", None)]

@@ -373,7 +373,7 @@ def test_a_body_without_a_length_ends_with_the_connection_which_is_not_reused(ra
     server = raw([b"HTTP/1.1 200 OK\r\n\r\nuntil the close"], close_after=True)
     pool = _pool(server.port)
     assert _get_all(pool) == b"until the close"
-    assert pool._take() is None
+    assert pool.take_idle() is None
 
 
 def test_interim_answers_are_skipped_and_folded_headers_joined(raw: Any) -> None:
@@ -393,11 +393,11 @@ def test_interim_answers_are_skipped_and_folded_headers_joined(raw: Any) -> None
 def test_an_http_1_0_answer_closes_its_connection_unless_kept_alive(raw: Any) -> None:
     pool = _pool(raw([b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx"]).port)
     assert _get_all(pool) == b"x"
-    assert pool._take() is None
+    assert pool.take_idle() is None
     kept = raw([b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\ny"])
     pool = _pool(kept.port)
     assert _get_all(pool) == b"y"
-    assert pool._take() is not None
+    assert pool.take_idle() is not None
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from ..listing import ListedObject, http_date, quoted_etag
 from ..model import ObjectStat
 from ..plan import DEFAULT_STALL_TIMEOUT
 from ._http import check_partial_response, error_class
-from ._wire import Headers, Origin, Pool, Response
+from ._wire import Headers, Origin, Pool, Response, Sent
 
 # oss2's default connect and read timeouts (oss2.defaults.connect_timeout); botocore's
 # are the same.
@@ -132,13 +132,30 @@ class StoreBucket:
         what: str,
     ) -> Response:
         """One signed request; an error answer raises partdl's error for it."""
+        return self.answer(self.begin(method, key, params, headers, what), what)
+
+    def begin(
+        self,
+        method: str,
+        key: str,
+        params: Mapping[str, str],
+        headers: Mapping[str, str],
+        what: str,
+    ) -> Sent:
+        """Sign and write one request; :meth:`answer` reads what came back."""
         path = self.target(key)
         sent = {"User-Agent": self.user_agent, **headers}
         now = datetime.datetime.now(datetime.UTC)
         sent.update(self._signature(method, key, path, params, sent, now))
         if params:
             path += "?" + urlencode(params, quote_via=quote, safe="-_.~")
-        response = self.pool.send(method, path, sent, what)
+        return self.pool.begin(method, path, sent, what)
+
+    @staticmethod
+    def answer(request: Sent, what: str) -> Response:
+        """The answer to a request :meth:`begin` wrote; an error answer raises partdl's
+        error for it."""
+        response = request.answer()
         if not 200 <= response.status < 300:
             code = response.error_code()  # a HEAD's answer has no body: ""
             message = f"{what}: HTTP {response.status} {code}".rstrip()
@@ -228,16 +245,17 @@ class DirectBackend:
 
     def read_whole(self, etag: str | None) -> tuple[ObjectStat, Response]:
         """GET the whole object; its stat comes from the answer's headers, not a HEAD."""
+        return self.begin_whole(etag).answer()
+
+    def begin_whole(self, etag: str | None) -> WholeGet:
+        """Write the GET of :meth:`read_whole` and return before its answer: one thread
+        keeps several small objects' GETs in flight (``partdl.execute``)."""
         headers = {**self._bucket.stat_headers, **self._headers}
         if etag:
             headers["If-Match"] = etag
         what = f"GET {self.source}"
-        response = self._get(headers, what)
-        stat = self._bucket.stat_of(response.headers, self._version_id)
-        if response.status != 200 or stat is None:
-            response.close()
-            raise TransientError(f"{what}: expected HTTP 200 with a Content-Length")
-        return stat, response
+        request = self._bucket.begin("GET", self._key, self._params(), headers, what)
+        return WholeGet(self, request, what)
 
     def list_objects(self, prefix: str) -> Iterator[ListedObject]:
         """Every object under ``prefix`` (ListObjectsV2, keys URL-encoded on the wire so
@@ -261,6 +279,31 @@ class DirectBackend:
             if not page.next_token:
                 return
             token = page.next_token
+
+
+class WholeGet:
+    """The whole-object GET of one :class:`DirectBackend`, written, its answer not read."""
+
+    def __init__(self, backend: DirectBackend, request: Sent, what: str) -> None:
+        self._backend = backend
+        self._request = request
+        self._what = what
+
+    def fileno(self) -> int:
+        return self._request.fileno()
+
+    def answer(self) -> tuple[ObjectStat, Response]:
+        backend, what = self._backend, self._what
+        response = backend._bucket.answer(self._request, what)
+        response.stall_after(backend._stall_timeout)
+        stat = backend._bucket.stat_of(response.headers, backend._version_id)
+        if response.status != 200 or stat is None:
+            response.close()
+            raise TransientError(f"{what}: expected HTTP 200 with a Content-Length")
+        return stat, response
+
+    def close(self) -> None:
+        self._request.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -286,7 +286,7 @@ class Pool:
         # For another process: the same origin, no connections.
         return (Pool, (self.origin, self._size))
 
-    def _take(self) -> Connection | None:
+    def take_idle(self) -> Connection | None:
         with self._lock:
             return self._idle.pop() if self._idle else None
 
@@ -308,37 +308,96 @@ class Pool:
 
         Raises :class:`TransientError` when no answer came.
         """
+        return self.begin(method, target, headers, what).answer()
+
+    def begin(self, method: str, target: str, headers: Mapping[str, str], what: str) -> Sent:
+        """Write one idempotent request and return at once: :meth:`Sent.answer` reads it,
+        so that one thread can have several requests in flight."""
         request = _request_bytes(method, target, self.origin.host_header, headers)
+        return Sent(self, method, request, what)
+
+
+class Sent:
+    """A request written to a connection whose answer has not been read yet.
+
+    A failure to write it is kept and raised by :meth:`answer`, which handles it as a
+    failure to read the answer: either way, on a connection taken from the pool that
+    the server had closed while idle, the request goes once more on another one.
+    """
+
+    def __init__(self, pool: Pool, method: str, request: bytes, what: str) -> None:
+        self._pool = pool
+        self._method = method
+        self._request = request
+        self._what = what
+        self._connection: Connection | None = None
+        self._reused = False
+        self._failure: Exception | None = None
+        self._write()
+
+    def _write(self) -> None:
+        connection = self._pool.take_idle()
+        self._reused = connection is not None
+        self._connection, self._failure = connection, None
+        try:
+            if connection is None:
+                connection = self._connection = self._pool.origin.connect()
+            # A new connection has the connect timeout, a pooled one the last body's
+            # stall timeout: the answer gets the read timeout.
+            connection.sock.settimeout(self._pool.origin.read_timeout)
+            connection.sock.sendall(self._request)
+        except Exception as exc:
+            self._failure = exc
+        except BaseException:
+            self.close()
+            raise
+
+    def fileno(self) -> int:
+        """The connection's socket, to wait until its answer begins; -1 if the write
+        failed (:meth:`answer` raises at once)."""
+        if self._failure is not None or self._connection is None:
+            return -1
+        return self._connection.sock.fileno()
+
+    def answer(self) -> Response:
+        """The answer's status and headers; its body is not read.
+
+        Raises :class:`TransientError` when no answer came.
+        """
+        what = self._what
         while True:
-            connection = self._take()
-            reused = connection is not None
+            connection = self._connection
             try:
-                if connection is None:
-                    connection = self.origin.connect()
-                # A new connection has the connect timeout, a pooled one the last body's
-                # stall timeout: the answer gets the read timeout.
-                connection.sock.settimeout(self.origin.read_timeout)
-                connection.sock.sendall(request)
+                if self._failure is not None:
+                    raise self._failure
+                assert connection is not None
                 version, status, found = _read_head(connection.reader)
-                return Response(self, connection, method, version, status, found)
+                self._connection = None  # the Response owns it now
+                return Response(self._pool, connection, self._method, version, status, found)
             except _refused_certificate() as exc:
-                _close(connection)
+                self.close()
                 # No retry fixes a certificate the client does not trust.
                 raise PartdlError(
                     f"{what}: the server's TLS certificate was refused: {exc.verify_message}"
                 ) from exc
             except _stale() as exc:
-                _close(connection)
-                if reused:
-                    continue  # the server closed it while idle: once more, on a new one
+                self.close()
+                if self._reused:
+                    self._write()  # the server closed it while idle: once more, on another
+                    continue
                 reason = "closed" if isinstance(exc, _Closed) else type(exc).__name__
                 raise TransientError(f"{what}: no answer ({reason})") from None
             except ProtocolError as exc:
-                _close(connection)
+                self.close()
                 raise ProtocolError(f"{what}: {exc}") from exc
             except _ERRORS as exc:
-                _close(connection)
+                self.close()
                 raise TransientError(f"{what}: no answer ({type(exc).__name__})") from exc
+
+    def close(self) -> None:
+        """Give up on the answer: the connection is closed, never reused."""
+        connection, self._connection = self._connection, None
+        _close(connection)
 
 
 def _close(connection: Connection | None) -> None:
