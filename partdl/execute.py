@@ -50,9 +50,12 @@ SIDE_THREADS = 2
 # their GETs in flight together (partdl's own clients only). Such an object costs far
 # more CPU than bytes, and eight loops each handing the GIL over at every system call
 # of its GET spent a third more CPU (in context switches) than two loops keeping the
-# same eight GETs in flight. Larger objects are bound by bytes: one loop each.
+# same eight GETs in flight. The size bound is the kernel's first receive buffer
+# (Linux: 128 KiB), so a whole answer waits in it while the loop reads another, its
+# sender never held back by the window; larger objects are bound by bytes: one loop
+# each.
 GROUP = 4
-GROUP_MAX_SIZE = 256 * 1024
+GROUP_MAX_SIZE = 128 * 1024
 # How long a group waits for any of its answers to begin before reading the first one
 # under that GET's own read timeout.
 _ANSWER_WAIT = 1.0
