@@ -6,19 +6,23 @@ serving loop that waits for it fetches nothing meanwhile. So a small object's lo
 hands its verified temp file here and goes on to the next GET. One committer thread
 takes whatever has accumulated, flushes it all at once (``syncfs`` of each file
 system involved, where Linux has it; else an ``fsync`` per file), renames each file
-into place, flushes each folder once, and only then tells each file's owner it is
-in place: the order of the single-file engine (data durable, then the rename, then
-the folder), for a batch at the price of one.
+into place, flushes the renames (``syncfs`` again, else an ``fsync`` of each folder),
+and only then tells each file's owner it is in place: the order of the single-file
+engine (data durable, then the rename, then the folder), for a batch at the price
+of one.
 
 At most ``limit`` files wait (each holds its descriptor), so a disk slower than the
 network holds back the loops instead of growing without bound.
 
+The thread gathers files for up to ``GATHER`` seconds (or ``GATHER_COUNT`` files)
+before it commits them, so that it and the orchestrator wake once per batch rather
+than once per file, and the disk is asked to flush once per batch: without it a
+syncfs took under a millisecond here, and 2,000 files of 64 KiB went in 640 batches
+of three, each a journal commit and a cache flush of its own (65 batches with it).
+
 With ``durable=False`` (``fsync=False``) nothing is flushed, but the renames still
 happen here: a loop that renames inline waits on the folder's lock with every other
-loop renaming into it, and fetches nothing meanwhile. Without a flush to wait on,
-the thread gathers files for up to ``GATHER`` seconds (or ``GATHER_COUNT`` files)
-before it renames them, so that it and the orchestrator wake once per batch rather
-than once per file, as they do while a flush runs.
+loop renaming into it, and fetches nothing meanwhile.
 """
 
 from __future__ import annotations
@@ -93,6 +97,37 @@ def flush(fds: list[int]) -> None:
             raise OSError(error, os.strerror(error))
 
 
+def flush_folders(folders: set[str]) -> None:
+    """Make the renames into ``folders`` durable: one ``syncfs`` per file system, else
+    an ``fsync`` of each folder.
+
+    A tree's batch lands in many folders, and on ext4 each folder's fsync asks the
+    disk to flush its cache again, though the first one already committed every
+    rename; one ``syncfs`` commits them all with a single flush. As for a folder's
+    fsync, a refusal is harmless (some file systems cannot) and only logged.
+    """
+    syncfs = _syncfs()
+    if syncfs is None:
+        for folder in folders:
+            files.fsync_directory(folder)
+        return
+    devices: set[int] = set()
+    for folder in folders:
+        try:
+            device = os.stat(folder).st_dev
+            if device in devices:
+                continue
+            devices.add(device)
+            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            continue
+        try:
+            if syncfs(fd) != 0:
+                logger.warning("could not flush the file system of %s", folder)
+        finally:
+            os.close(fd)
+
+
 class Committer:
     """The one thread that puts small files into place, a batch at a time."""
 
@@ -131,8 +166,7 @@ class Committer:
         with self._lock:
             while not self._pending and not self._closing:
                 self._lock.wait()
-            if not self._durable:
-                self._gather()
+            self._gather()
             if not self._pending:
                 return None
             batch = list(self._pending)
@@ -178,8 +212,7 @@ def _commit(batch: list[Finished], *, durable: bool) -> None:
             continue
         placed.append(item)
     if durable:
-        for folder in {os.path.dirname(item.destination) for item in placed}:
-            files.fsync_directory(folder)
+        flush_folders({os.path.dirname(item.destination) for item in placed})
     for item in placed:
         item.done(None)
 

@@ -183,3 +183,36 @@ def test_without_durability_files_are_renamed_in_batches_and_nothing_is_flushed(
 
     assert all(error is None for error in outcomes.seen.values())
     assert sorted(os.listdir(tmp_path), key=int) == [str(i) for i in range(count)]
+
+
+def test_the_renames_into_many_folders_are_flushed_by_one_syncfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folders = {str(tmp_path / f"d{i}") for i in range(5)}
+    for folder in folders:
+        os.mkdir(folder)
+    flushed: list[str] = []
+
+    def syncfs(fd: int) -> int:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return 0
+
+    def refuse(path: str) -> None:
+        raise AssertionError("a folder's own fsync where one syncfs covers them all")
+
+    monkeypatch.setattr(commit, "_syncfs", lambda: syncfs)
+    monkeypatch.setattr(files, "fsync_directory", refuse)
+    commit.flush_folders(folders | {str(tmp_path / "gone")})  # a vanished folder is skipped
+    assert len(flushed) == 1
+    assert flushed[0] in folders
+
+
+def test_without_syncfs_each_folder_is_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folders = {str(tmp_path / f"d{i}") for i in range(3)}
+    synced: list[str] = []
+    monkeypatch.setattr(commit, "_syncfs", lambda: None)
+    monkeypatch.setattr(files, "fsync_directory", synced.append)
+    commit.flush_folders(folders)
+    assert sorted(synced) == sorted(folders)
