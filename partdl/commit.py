@@ -35,8 +35,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
+from typing import NamedTuple
 
 from . import files
 from .errors import PartdlError
@@ -48,8 +48,7 @@ GATHER = 0.02
 GATHER_COUNT = 64
 
 
-@dataclass(frozen=True, slots=True)
-class Finished:
+class Finished(NamedTuple):
     """One verified temp file (its descriptor still open) that belongs at ``destination``.
 
     ``done`` is called once, on the committer thread: with None when the file is in

@@ -638,8 +638,7 @@ def _listed_modified(plan: PlannedObject) -> str | None:
     return plan.listed.last_modified if plan.listed else None
 
 
-@dataclass(frozen=True, slots=True)
-class _Written:
+class _Written(NamedTuple):
     """A verified temp file, its mode and mtime set, its descriptor still open."""
 
     checksum: Checksum

@@ -11,15 +11,13 @@ import datetime
 import functools
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from .backend import Backend, RangeBody
 from .model import ObjectStat
 
 
-@dataclass(frozen=True, slots=True)
-class ListedObject:
+class ListedObject(NamedTuple):
     """One key of a listing: enough to fetch a small object with one GET and no HEAD."""
 
     key: str

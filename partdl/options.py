@@ -7,6 +7,7 @@ import errno
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .errors import InvalidArgumentError, LocalFileError
 from .plan import (
@@ -98,8 +99,7 @@ class TransferOptions:
         return size <= choose_part_size(size, self.part_size)
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     """Where one object goes: its destination and its checkpoint (None: none kept)."""
 
     destination: str

@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from .crc import ChecksumAlgorithm, combine_all
 from .plan import KiB, MiB, Part
@@ -160,8 +160,7 @@ class Feed(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Stats:
+class Stats(NamedTuple):
     """What the last :meth:`Scheduler.fetch` did beyond one GET per part."""
 
     gets: int = 0
@@ -228,26 +227,22 @@ class _Piece:
         return self.connection_bytes / age if age > 0 else None
 
 
-@dataclass(frozen=True, slots=True)
-class _PartFinished:
+class _PartFinished(NamedTuple):
     job: Job
     done: PartDone
 
 
-@dataclass(frozen=True, slots=True)
-class _Settled:
+class _Settled(NamedTuple):
     work: Work
     error: BaseException | None
     result: object = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Hungry:
+class _Hungry(NamedTuple):
     """The board is running out of work: the orchestrator may feed more."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Call:
+class _Call(NamedTuple):
     """A function another thread wants run on the orchestrator thread."""
 
     fn: Callable[[], None]
@@ -546,8 +541,7 @@ class _Board:
             return piece.start, piece.end
 
 
-@dataclass(frozen=True, slots=True)
-class _SpanView:
+class _SpanView(NamedTuple):
     """A piece as its worker sees it: the :class:`partdl.worker.Span` protocol."""
 
     board: _Board

@@ -18,7 +18,7 @@ import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_address
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 from urllib.parse import quote, unquote, urlencode, urlsplit
 from xml.etree import ElementTree
 
@@ -306,8 +306,7 @@ class WholeGet:
         self._request.close()
 
 
-@dataclass(frozen=True, slots=True)
-class _Page:
+class _Page(NamedTuple):
     objects: list[ListedObject]
     next_token: str
 

@@ -17,8 +17,7 @@ import re
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NamedTuple, NoReturn, TypeVar
 
 from .. import __version__
 from ..backends.subrange import ByteRange
@@ -158,8 +157,7 @@ class Parser(argparse.ArgumentParser):
         return [bound.flag for bound in self.bound.values() if bound.mode is mode]
 
 
-@dataclass(frozen=True, slots=True)
-class _Bound:
+class _Bound(NamedTuple):
     """An option for one mode only, and how to refuse it in the other."""
 
     flag: str

@@ -13,8 +13,7 @@ import enum
 import os
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 from urllib.parse import unquote, urlsplit
 
 from ..errors import InvalidArgumentError
@@ -26,8 +25,7 @@ class Scheme(enum.Enum):
     HTTP = "http"
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
+class Source(NamedTuple):
     """What SRC names: a bucket and key (or prefix), or a URL (``bucket``, ``key`` empty)."""
 
     scheme: Scheme
@@ -107,8 +105,7 @@ def resolve_destination(dest: str, source: Source) -> str:
 # -- buckets ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class StoreConfig:
+class StoreConfig(NamedTuple):
     """Where oss:// and s3:// buckets are and how to sign for them (``None``: the
     environment decides), and how many connections each bucket should pool."""
 
