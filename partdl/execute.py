@@ -87,8 +87,7 @@ class ObjectOutcome:
     state records it (taken before the outcome reached the calling thread)."""
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedObject:
+class PlannedObject(NamedTuple):
     """One object to fetch, as planning hands it to :func:`execute`."""
 
     key: str

@@ -26,8 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from .errors import InvalidArgumentError
@@ -64,8 +63,7 @@ def check_region(region: str) -> str:
     return region
 
 
-@dataclass(frozen=True, slots=True)
-class OssLocation:
+class OssLocation(NamedTuple):
     """Where requests go and what V4 signs them for (``region`` None only for V1)."""
 
     endpoint: str
@@ -93,8 +91,7 @@ def locate(
     return OssLocation(endpoint or public_endpoint(str(region)), region)
 
 
-@dataclass(frozen=True, slots=True)
-class OssKeys:
+class OssKeys(NamedTuple):
     """Keys from environment variables, in the shape oss2's providers hand out."""
 
     access_key_id: str
