@@ -5,7 +5,8 @@
 ends. Every object goes through ONE :class:`partdl.scheduler.Scheduler`: ``task_num``
 serving loops on one pool, whatever the objects. An object of one part is a
 :class:`~partdl.scheduler.Task` those loops run (one GET, no HEAD:
-:class:`SmallFetcher`); a larger one is an :class:`~partdl.engine.ObjectDownload`
+:class:`SmallFetcher`; up to ``GROUP`` of the smallest share one loop, their GETs in
+flight together); a larger one is an :class:`~partdl.engine.ObjectDownload`
 whose parts are a job on the same board, so small and large objects overlap and an
 idle loop splits the straggler of whichever object it is. The steps of a large
 object that send no GET of data (its HEAD, the verification of its checkpoint, the
