@@ -156,10 +156,14 @@ def final_mode(destination: str, umask: int | None = None) -> int:
     ``umask`` is the one :func:`current_umask` read when the caller began; None reads
     it now.
     """
-    try:
-        return stat.S_IMODE(os.stat(destination).st_mode)
-    except OSError:
-        return 0o666 & ~(current_umask() if umask is None else umask)
+    # Most destinations do not exist yet (a tree's new files): os.access says so without
+    # the cost of raising and catching an OSError, once per small object.
+    if os.access(destination, os.F_OK):
+        try:
+            return stat.S_IMODE(os.stat(destination).st_mode)
+        except OSError:
+            pass
+    return 0o666 & ~(current_umask() if umask is None else umask)
 
 
 def move_into_place(temp: str, destination: str) -> None:
