@@ -4,12 +4,13 @@ Each contender run is a whole process (its wall time includes the interpreter an
 imports, its peak RSS is its own); runs alternate between contenders so that a
 burst of load from elsewhere on the machine hits them all alike; every output is
 checked against the object's CRC-64 before it is counted. Destinations are on the
-checkout's own filesystem (``benchmarks/.data/``), removed and ``sync``ed before every
-run; scenarios marked so are measured on tmpfs too, for context. ``--quick`` (or
-``BENCH_QUICK=1``) shrinks the objects and does one run each, for iterating; its
-report goes to ``benchmarks/.data/report/`` instead of ``docs/``. ``--size-mib 64``
-(``BENCH_SIZE_MIB``) sets the large object's size for a smoke run, which also reports
-to ``benchmarks/.data/report/``.
+checkout's own filesystem (``benchmarks/.data/``), removed (a tree: moved aside, see
+``measure.SetAside``) and ``sync``ed before every run; scenarios marked so are
+measured on tmpfs too, for context. ``--quick`` (or ``BENCH_QUICK=1``) shrinks the
+objects and does one run each, for iterating; its report goes to
+``benchmarks/.data/report/`` instead of ``docs/``. ``--size-mib 64`` (``BENCH_SIZE_MIB``)
+sets the large object's size for a smoke run, which also reports to
+``benchmarks/.data/report/``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .measure import (
     ROOT,
     Measurement,
     RunContext,
+    SetAside,
     command,
     measure,
     object_file,
@@ -160,8 +162,14 @@ def _say(text: str) -> None:
 
 
 def run_scenario(
-    scenario: Scenario, runs: int, work: dict[str, Path], *, sync: bool
+    scenario: Scenario,
+    runs: int,
+    work: dict[str, Path],
+    *,
+    sync: bool,
+    aside: SetAside | None = None,
 ) -> list[Measurement]:
+    """Every variant's runs, alternating; ``aside`` takes the disk runs' finished trees."""
     runs = min(runs, scenario.max_runs or runs)
     spec = scenario.obj
     path = object_file(spec)
@@ -183,7 +191,12 @@ def run_scenario(
         objects, trees, name = {spec.name: (path, spec.repeat)}, [], spec.name
         expected = (stored.size, stored.crc64xz)
     with serving(objects, scenario.behaviour, trees) as endpoint:
-        places = {m: RunContext(work[m], m, endpoint, name, expected, scenario.tree) for m in media}
+        places = {
+            m: RunContext(
+                work[m], m, endpoint, name, expected, scenario.tree, aside if m == DISK else None
+            )
+            for m in media
+        }
         # One unmeasured run warms the page cache, the server and the disk's allocator.
         measure(variants[0], 0, places[DISK], _RUN_TIMEOUT, sync=sync)
         for run in range(1, runs + 1):
@@ -300,7 +313,9 @@ def _document(
         "included), every output checked "
         "against the object's CRC-64 before it counts. **Destinations are on the disk**: "
         "the checkout's own filesystem (named below), the destination removed before every "
-        "run; where a scenario also has *tmpfs* columns, the same runs were made into "
+        "run (a tree is moved aside and deleted at the end, so that no run creates its "
+        "files among thousands of inodes freed seconds before; see the method notes); "
+        "where a scenario also has *tmpfs* columns, the same runs were made into "
         "`/dev/shm` for context. Throughput is object size / median "
         "wall time; *partdl x* is the reference partdl run's throughput (first row) over "
         "the row's; *Spread s* is the fastest and slowest run; *In-call s* is the time "
@@ -470,16 +485,20 @@ def main(argv: list[str] | None = None) -> None:
         meta["rerun_at"] = rerun_at
         meta["merged"] = _merged_note(rerun_at)
         meta["date"] = saved_meta["date"]
+    aside = SetAside(work[DISK].parent / f"{work[DISK].name}-set-aside")
     try:
         for scenario in scenarios:
             if scenario.key not in rerun:  # kept from the saved results (--merge)
                 continue
-            measurements[scenario.key] = run_scenario(scenario, runs, work, sync=not args.no_sync)
+            measurements[scenario.key] = run_scenario(
+                scenario, runs, work, sync=not args.no_sync, aside=aside
+            )
             meta["load_after"] = os.getloadavg()[0]
             meta["sync_note"] = _sync_note([m for ms in measurements.values() for m in ms])
             DATA.mkdir(parents=True, exist_ok=True)
             results_file.write_text(_to_json(measurements, meta))
     finally:
+        aside.empty()
         for directory in work.values():
             shutil.rmtree(directory, ignore_errors=True)
         if not args.keep_data:
