@@ -181,8 +181,9 @@ def _floor_context(ref: Summary, rows: Sequence[Summary]) -> list[Target]:
 
 
 def _headline(rows: Sequence[Summary]) -> list[Target]:
-    """(a): partdl without fsync against the fast tools, durable partdl against the SDKs;
-    for the library (the first row) and for the command line."""
+    """(a): partdl without fsync against the fast tools; against the SDKs both durable
+    (partdl's default) and without fsync (the SDKs' own promise); for the library (the
+    first row) and for the command line."""
     refs = [rows[0]]
     refs += [cli for kind in (PARTDL_CLI_OSS, PARTDL_CLI) if (cli := _find(rows, kind))]
     found = []
@@ -200,6 +201,9 @@ def _headline(rows: Sequence[Summary]) -> list[Target]:
                 ref,
                 _find(rows, OSS_V2),
             ),
+            # Neither SDK fsyncs: the same promise is partdl's fsync=False.
+            _ratio_target(f"{label} oss2 (CRC on)", 6, fast, _find(rows, OSS2)),
+            _ratio_target(f"{label} the OSS SDK V2 downloader", 6, fast, _find(rows, OSS_V2)),
         ]
     found += _floor_context(refs[0], rows)
     for row in rows:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import crcmod
 import pytest
 
+from partdl import crc
 from partdl.crc import (
     ChecksumAlgorithm,
     _shift_tables,
@@ -111,3 +112,26 @@ def test_crc64_is_the_oss_crc64ecma() -> None:
     assert crc64(b"6789", crc64(b"12345")) == crc64(b"123456789")
     assert crc64(b"") == 0
     assert zlib.crc32(b"123456789") == checksum(ChecksumAlgorithm.CRC32, b"123456789")
+
+
+def test_the_two_crc64nvme_engines_agree_when_continued() -> None:
+    awscrt_checksums = pytest.importorskip("awscrt.checksums")  # a dev dependency
+    update = updater(ChecksumAlgorithm.CRC64NVME)
+    rng = random.Random(64)
+    for size in (0, 1, 7, 4096, 65_537, 300_001):
+        data = rng.randbytes(size)
+        cut = rng.randrange(0, size + 1)
+        ours = update(update(0, memoryview(data)[:cut]), memoryview(data)[cut:])
+        theirs = awscrt_checksums.crc64nvme(data[cut:], awscrt_checksums.crc64nvme(data[:cut]))
+        assert ours == theirs == REFERENCES[ChecksumAlgorithm.CRC64NVME](data)
+
+
+def test_an_algorithm_without_an_engine_is_not_available(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert all(crc.available(algorithm) for algorithm in ALGORITHMS)
+    monkeypatch.setattr(crc, "_crc64nvme_engine", lambda: None)
+    assert not crc.available(ChecksumAlgorithm.CRC64NVME)
+    assert crc.available(ChecksumAlgorithm.CRC32C)
+    with pytest.raises(RuntimeError, match="anycrc or awscrt"):
+        checksum(ChecksumAlgorithm.CRC64NVME, b"x")

@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 import partdl
+from partdl import crc
 from partdl.backends.s3 import S3Backend, full_object_checksum
 from partdl.crc import ChecksumAlgorithm, checksum, crc64
 from partdl.errors import ObjectChangedDuringRead, TransientError
@@ -98,6 +99,23 @@ def test_full_object_checksum_is_verified(
     assert result.verified
     assert result.checksum == Checksum(algorithm, REFERENCES[algorithm](data))
     assert result.crc64 is None  # that field is the OSS CRC-64 only
+
+
+def test_crc64nvme_without_an_engine_downloads_unverified(
+    store: LocalStore, bucket_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An installation with neither anycrc nor awscrt cannot check S3's default checksum:
+    # the download still completes, checked part by part with CRC-64/XZ, and says so.
+    monkeypatch.setattr(crc, "_crc64nvme_engine", lambda: None)
+    data = os.urandom(3 * PART + 5)
+    store.s3.put_object(Bucket=bucket_name, Key=KEY, Body=data, ChecksumAlgorithm="CRC64NVME")
+    result = download(store, bucket_name, tmp_path / "out", part_size=PART, task_num=2)
+    assert (tmp_path / "out").read_bytes() == data
+    assert not result.verified
+    assert result.checksum == Checksum(
+        ChecksumAlgorithm.CRC64XZ, REFERENCES[ChecksumAlgorithm.CRC64XZ](data)
+    )
+    assert leftovers(tmp_path) == ["out"]
 
 
 def _multipart(store: LocalStore, bucket: str, parts: list[bytes], **create: str) -> None:

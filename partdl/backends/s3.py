@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from ..crc import ChecksumAlgorithm
+from ..crc import ChecksumAlgorithm, available
 from ..errors import (
     AccessDeniedError,
     InvalidArgumentError,
@@ -111,7 +111,8 @@ def full_object_checksum(head: Mapping[str, Any]) -> Checksum | None:
     ``value-N``) depends on the upload's part boundaries, so None is returned for it.
     Without an explicit ``ChecksumType`` (older servers and most S3-compatible stores)
     a value is trusted only if neither it nor the ETag ends in a ``-N`` part count,
-    that is, only for an object uploaded in one piece. SHA checksums are not used.
+    that is, only for an object uploaded in one piece. SHA checksums are not used,
+    nor one this installation cannot compute (:func:`partdl.crc.available`).
     """
     kind = head.get("ChecksumType")
     if kind not in (None, "FULL_OBJECT"):
@@ -122,6 +123,8 @@ def full_object_checksum(head: Mapping[str, Any]) -> Checksum | None:
             continue
         etag = str(head.get("ETag") or "").strip('"')
         if _PART_COUNT.search(value) or (kind is None and _PART_COUNT.search(etag)):
+            return None
+        if not available(algorithm):  # CRC-64/NVME with neither anycrc nor awscrt
             return None
         return _decode_crc(value, algorithm)
     return None
