@@ -88,13 +88,6 @@ def _crc64nvme_engine() -> Updater | None:
     return lambda crc, data: int(checksums.crc64nvme(data, crc))
 
 
-def _crc64nvme(crc: int, data: Buffer) -> int:
-    engine = _crc64nvme_engine()
-    if engine is None:
-        raise RuntimeError("CRC-64/NVME needs anycrc or awscrt; see available()")
-    return engine(crc, data)
-
-
 def available(algorithm: ChecksumAlgorithm) -> bool:
     """Whether this installation can compute ``algorithm`` (CRC-64/NVME needs anycrc,
     a dependency, or awscrt; the others come with fastcrc)."""
@@ -103,7 +96,6 @@ def available(algorithm: ChecksumAlgorithm) -> bool:
 
 _UPDATERS: dict[ChecksumAlgorithm, Updater] = {
     ChecksumAlgorithm.CRC64XZ: _crc64xz,
-    ChecksumAlgorithm.CRC64NVME: _crc64nvme,
     ChecksumAlgorithm.CRC32: _crc32,
     ChecksumAlgorithm.CRC32C: _crc32c,
 }
@@ -115,9 +107,12 @@ def updater(algorithm: ChecksumAlgorithm) -> Updater:
     fastcrc releases the GIL on large buffers, so workers checksum in parallel with
     each other's socket reads; anycrc (CRC-64/NVME) holds it for 0.1 ms a MiB.
     """
-    if algorithm is ChecksumAlgorithm.CRC64NVME:
-        return _crc64nvme_engine() or _crc64nvme
-    return _UPDATERS[algorithm]
+    found = (
+        _crc64nvme_engine() if algorithm is ChecksumAlgorithm.CRC64NVME else _UPDATERS[algorithm]
+    )
+    if found is None:
+        raise RuntimeError(f"{algorithm.value} needs anycrc or awscrt; see available()")
+    return found
 
 
 def checksum(algorithm: ChecksumAlgorithm, data: Buffer) -> int:
