@@ -488,15 +488,10 @@ class SetAside:
         os.sync()
         self._emptied = time.monotonic()
 
-    def wait_window(self) -> float:
-        """Sleep until the inodes the last :meth:`empty` freed can be reused; seconds slept."""
-        if not self._emptied:
-            return 0.0
-        left = self._emptied + _inode_reuse_window() - time.monotonic()
-        if left <= 0:
-            return 0.0
-        time.sleep(left)
-        return left
+    def wait_window(self) -> None:
+        """Sleep until the inodes the last :meth:`empty` freed can be reused."""
+        if self._emptied:
+            time.sleep(max(0.0, self._emptied + _inode_reuse_window() - time.monotonic()))
 
 
 def _inode_reuse_window() -> float:
