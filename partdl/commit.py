@@ -203,6 +203,9 @@ def _commit(batch: list[Finished], *, durable: bool) -> None:
         for item in batch:
             _discard(item, files.local_error(exc, item.temp, "flush"))
         return
+    if durable:  # on disk now: their pages can serve the next files (see files.Writeback)
+        for item in batch:
+            files.release_cached(item.fd)
     placed: list[Finished] = []
     for item in batch:
         os.close(item.fd)

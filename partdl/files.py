@@ -199,6 +199,12 @@ class Writeback:
     ``posix_fadvise(DONTNEED)`` on each finished part (benchmarks/notes.md): those two
     submit the I/O on the worker's own thread and stall it behind the block layer.
 
+    Once an ``fdatasync`` returns, the pages it wrote are clean and are released
+    (``posix_fadvise(DONTNEED)``): the next ranges are written into pages the kernel
+    just freed instead of fresh ones, and a download larger than the free memory does
+    not push the machine's other data out of the page cache. On this VM's disk that
+    took 15-33% off a durable download of 1 GiB (benchmarks/notes.md).
+
     An error the helper meets is kept and raised by :meth:`close`: the kernel reports
     a writeback error to one fsync only, which must not be lost on this thread.
     """
@@ -227,6 +233,7 @@ class Writeback:
             except OSError as exc:
                 self._error = exc
                 return
+            release_cached(self._fd)
 
     def close(self, *, check: bool = True) -> None:
         """Stop the helper (before the descriptor closes); with ``check``, raise what it met."""
@@ -235,6 +242,19 @@ class Writeback:
         self._thread.join()
         if check and self._error is not None:
             raise local_error(self._error, self._path, "write to")
+
+
+def release_cached(fd: int) -> None:
+    """Ask the kernel to drop ``fd``'s clean cached pages (dirty ones it starts writing).
+
+    Only advice: where it is refused or there is no ``posix_fadvise``, nothing changes.
+    """
+    if _FADVISE is not None:
+        with contextlib.suppress(OSError):
+            _FADVISE(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+_FADVISE = getattr(os, "posix_fadvise", None)
 
 
 def atomic_write(path: str, data: bytes, *, durable: bool) -> None:

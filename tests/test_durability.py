@@ -25,7 +25,7 @@ Event = tuple[str, str]
 
 
 class SyncLog:
-    """Every sync, rename and unlink under ``root``, in the order they happened."""
+    """Every sync, rename, unlink and page release under ``root``, in order."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
         self._root = str(root)
@@ -53,6 +53,15 @@ class SyncLog:
             return real_syncfs(fd)
 
         monkeypatch.setattr(commit, "_syncfs", lambda: syncfs)
+        real_fadvise = files._FADVISE
+        assert real_fadvise is not None
+
+        def fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+            if advice == os.POSIX_FADV_DONTNEED:
+                self._note("release", os.readlink(f"/proc/self/fd/{fd}"))
+            real_fadvise(fd, offset, length, advice)
+
+        monkeypatch.setattr(files, "_FADVISE", fadvise)
 
     def index(self, call: str, part: str) -> int:
         """Where the first ``call`` whose path contains ``part`` is in the log."""
@@ -87,12 +96,17 @@ def test_the_default_finish_is_exactly_the_durable_sequence(
     # Early writeback: only ever fdatasync of the temp file, all before the final fsync.
     writeback = [e for e in log.events if e[0] == "fdatasync"]
     assert all(what == temp for _, what in writeback)
+    # Each writeback releases the pages it made clean, only then, and only those.
+    helper = [e for e in log.events if e[0] in ("fdatasync", "release")]
+    assert helper == [("fdatasync", temp), ("release", temp)] * len(writeback)
     # Leaving out the checkpoint header's staging copy (synced and renamed before the
     # first byte) and the lock file, removed once the download has returned.
     finish = [
         e
         for e in log.events
-        if e[0] != "fdatasync" and ".new" not in e[1] and not e[1].endswith(".lock")
+        if e[0] not in ("fdatasync", "release")
+        and ".new" not in e[1]
+        and not e[1].endswith(".lock")
     ]
     assert finish == [
         ("fsync", temp),
@@ -141,6 +155,8 @@ def test_without_fsync_nothing_of_the_data_file_is_synced(
     synced = [(call, what) for call, what in log.events if call in ("fsync", "fdatasync")]
     # Only the checkpoint header's staging copy, written once before the first byte.
     assert [what.endswith(".new") for _, what in synced] == [True]
+    # Dirty pages are never released: the file stays in the page cache.
+    assert [e for e in log.events if e[0] == "release"] == []
     replaced = [what for call, what in log.events if call == "replace" and ".tmp ->" in what]
     assert replaced == [f"{replaced[0].split(' -> ')[0]} -> {out}"]
     assert leftovers(tmp_path, "out") == []
@@ -167,9 +183,11 @@ def test_a_tree_honours_fsync_for_small_files_and_folders_too(
     for key, data in objects.items():
         assert (root / key[2:]).read_bytes() == data
     synced = [what for call, what in log.events if call in ("fsync", "fdatasync")]
+    released = [what for call, what in log.events if call == "release"]
     if not fsync:
         # Only the large object's checkpoint header, staged once before its first byte.
         assert [what.endswith(".new") for what in synced] == [True]
+        assert released == []
         return
     assert str(root / "a") in synced
     # The large object's temp file is fsynced before its rename, then its folder; the
@@ -183,6 +201,14 @@ def test_a_tree_honours_fsync_for_small_files_and_folders_too(
         assert any(call == "syncfs" for call, _ in log.events[:renamed])
         after = [what for call, what in log.events[renamed:] if call == "syncfs"]
         assert any(what in (str(root), str(root / "b")) for what in after)
+        # Its pages are released once the batch's syncfs made them clean.
+        release = next(
+            i
+            for i, (call, what) in enumerate(log.events)
+            if call == "release" and Path(what).name.startswith(f"{name}.partdl-")
+        )
+        assert release < renamed
+        assert any(call == "syncfs" for call, _ in log.events[:release])
 
 
 @pytest.fixture
