@@ -240,7 +240,8 @@ class ObjectDownload:
         # Scratch data (fsync=False) is left to the kernel: no early writeback either.
         if self._options.fsync:
             self._writeback = files.Writeback(job.fd, job.temp_path)
-        return Job(self._worker(job, self._writeback), missing, algorithm)
+        worker = self._worker(job, self._writeback)
+        return Job(worker, missing, algorithm, splittable=stat.ranged)
 
     def record(self, done: PartDone) -> None:
         assert self._job is not None

@@ -110,6 +110,9 @@ class Job:
     worker: PartWorker
     parts: Sequence[Part]
     algorithm: ChecksumAlgorithm
+    splittable: bool = True
+    """False for a server that ignores byte ranges: each GET starts at byte 0, so a
+    range taken over or resumed elsewhere would read everything before it again."""
 
     @property
     def stop(self) -> threading.Event:
@@ -335,6 +338,8 @@ class _Board:
                     return
                 if piece.abandon or piece.abandons >= MAX_ABANDONS:
                     continue
+                if not piece.state.job.splittable:  # a new connection restarts at byte 0
+                    continue
                 peers = [other for candidate, other in judged if candidate is not piece]
                 reference = self._reference(peers)
                 if reference is None:
@@ -414,7 +419,8 @@ class _Board:
         reference = self._reference([rate for rate in mature if rate])
         best: tuple[float, _Piece, int] | None = None
         for piece in self._running:
-            if piece.state.error is not None or piece.state.job.stop.is_set():
+            job = piece.state.job
+            if piece.state.error is not None or job.stop.is_set() or not job.splittable:
                 continue
             low = max(piece.claimed_to, piece.position)
             room = piece.end - low

@@ -187,6 +187,18 @@ def test_server_ignoring_ranges_falls_back_to_one_stream(
     assert any("ignores byte ranges" in r.getMessage() for r in caplog.records)
 
 
+def test_one_stream_is_never_split_nor_taken_over(tmp_path: Path) -> None:
+    # Room for many splits, and idle workers from the start: each taking over a back
+    # half would read the whole object up to it again.
+    data = os.urandom(8 * 1024 * 1024 + 3)
+    with ObjectServer(data, ranges=False) as server:
+        result = partdl.download_url(server.url(), tmp_path / "out", task_num=8)
+        gets = [r for r in server.requests if r.method == "GET"]
+    assert (tmp_path / "out").read_bytes() == data
+    assert (result.parts_total, result.parts_fetched) == (1, 1)
+    assert len(gets) == 2  # the bytes=0-0 probe, then the one stream
+
+
 def test_one_stream_cut_short_is_resumed_by_reading_past_what_is_on_disk(tmp_path: Path) -> None:
     data = os.urandom(10 * PART)
     # GET 1 is the bytes=0-0 probe (answered with the whole body); GET 2 the stream.
