@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .backends.oss_v2 import OssV2Bucket
     from .backends.s3 import S3Bucket
     from .backends.subrange import ByteRange
-    from .batch import BatchProgress, BatchResult
+    from .batch import BatchFailure, BatchProgress, BatchResult
     from .control import Control, ControlAction
     from .crc import ChecksumAlgorithm
     from .errors import (
@@ -61,7 +61,7 @@ _HOMES = {
     "backends.oss_v2": ("OssV2Bucket",),
     "backends.s3": ("S3Bucket",),
     "backends.subrange": ("ByteRange",),
-    "batch": ("BatchProgress", "BatchResult"),
+    "batch": ("BatchFailure", "BatchProgress", "BatchResult"),
     "execute": ("ObjectOutcome", "Status"),
     "control": ("Control", "ControlAction"),
     "crc": ("ChecksumAlgorithm",),
@@ -109,6 +109,7 @@ __all__ = [
     "MIN_PART_SIZE",
     "AccessDeniedError",
     "Backend",
+    "BatchFailure",
     "BatchProgress",
     "BatchResult",
     "ByteRange",

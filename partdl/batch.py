@@ -77,24 +77,38 @@ Runner = Callable[
 ]
 
 
+class BatchFailure(NamedTuple):
+    """One object that failed: its key, the path it was meant for, and why."""
+
+    key: str
+    path: str
+    error: PartdlError
+
+
 @dataclass(slots=True)
 class BatchResult:
     """What :func:`partdl.download_prefix` and :func:`partdl.download_many` return.
 
     Keys are the object keys (an HTTP item's URL without its query string). With
     ``dry_run``, ``downloaded`` lists what would be fetched and nothing was.
+    ``bytes_downloaded`` is the size of the objects this run put in place (a file
+    resumed from its checkpoint counts whole).
     """
 
     downloaded: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, PartdlError] = field(default_factory=dict)
+    """Each failed key's error. :func:`partdl.download_many` may name one key more
+    than once (in other buckets, or to other paths): :attr:`failures` has each."""
+    failures: list[BatchFailure] = field(default_factory=list)
+    """Every failed object, in the order they failed."""
     bytes_downloaded: int = 0
     bytes_skipped: int = 0
     dry_run: bool = False
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failures
 
 
 # -- planning ---------------------------------------------------------------------------
@@ -352,6 +366,7 @@ class _Batch:
         else:
             assert outcome.error is not None
             result.failed[outcome.key] = outcome.error
+            result.failures.append(BatchFailure(outcome.key, outcome.path, outcome.error))
             counters.files_failed += 1
             if planned:
                 counters.files_total -= 1
@@ -591,18 +606,19 @@ def run_batch(
             if footprint is not None and not batch.result.downloaded:
                 footprint.failed = True
             raise
-    if result.failed:
-        count = len(result.failed)
-        first = next(iter(result.failed.items()))
+    if result.failures:
+        count = len(result.failures)
+        first = result.failures[0]
         raise PartialDownloadError(
             f"{count} of {count + len(result.downloaded) + len(result.skipped)} objects "
-            f"failed; the first, {first[0]!r}: {first[1]}",
+            f"failed; the first, {first.key!r}: {first.error}",
             result,
         )
     return result
 
 
 __all__ = [
+    "BatchFailure",
     "BatchProgress",
     "BatchResult",
     "Entry",

@@ -600,6 +600,32 @@ def test_download_many_without_a_directory_uses_paths_as_given(
     assert sorted(os.listdir(tmp_path)) == ["made"]
 
 
+def test_every_failure_is_kept_when_download_many_names_a_key_twice(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    one, two = store.new_bucket(), store.new_bucket()
+    store.put(one, "k", b"here")
+    items = [
+        (store.oss_bucket(one), "k", "ok.bin"),
+        (store.oss_bucket(two), "k", "from-two.bin"),  # the same key, missing there
+        (store.oss_bucket(one), "gone", "first.bin"),
+        (store.oss_bucket(one), "gone", "second.bin"),  # the same source, another path
+    ]
+
+    with pytest.raises(partdl.PartialDownloadError) as caught:
+        partdl.download_many(items, directory=tmp_path)
+
+    result = caught.value.result
+    assert (tmp_path / "ok.bin").read_bytes() == b"here"
+    assert result.downloaded == ["k"]
+    failures = sorted((f.key, os.path.basename(f.path)) for f in result.failures)
+    assert failures == [("gone", "first.bin"), ("gone", "second.bin"), ("k", "from-two.bin")]
+    assert all(isinstance(f.error, partdl.NotFoundError) for f in result.failures)
+    assert sorted(result.failed) == ["gone", "k"]
+    assert not result.ok
+    assert "3 of 4 objects failed" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
