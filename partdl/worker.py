@@ -79,13 +79,17 @@ class Attempts:
         elapsed = time.monotonic() - self._started
         if self._policy.gives_up(self._failures, elapsed):
             raise TransferError(
-                f"{self._what} gave up after {self._failures} failed attempts in a row "
+                f"{self._what} gave up after {_attempts(self._failures)} in a row "
                 f"({elapsed:.1f} s): {exc}"
             ) from exc
         delay = self._policy.backoff_for(self._failures, random.random())
         logger.debug("%s: %s; retrying in %.2f s", self._what, exc, delay)
         if self._stop.wait(delay):
             raise Stopped from exc
+
+
+def _attempts(count: int) -> str:
+    return "1 failed attempt" if count == 1 else f"{count} failed attempts"
 
 
 class _Buffers(threading.local):

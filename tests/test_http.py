@@ -130,6 +130,9 @@ def test_connection_errors_are_transient_and_scrubbed_down_the_chain() -> None:
     assert "Connection refused" in shown or "Errno" in shown
     assert "deadbeef" not in shown
     assert "X-Amz-Signature=" not in shown
+    # The reason itself, not urllib3's "Max retries exceeded" for a single attempt.
+    assert "Max retries" not in str(raised.value)
+    assert "Failed to establish a new connection" in str(raised.value)
 
 
 def test_presigned_head_url_publishing_an_oss_crc_verifies(

@@ -214,8 +214,10 @@ def test_version_id_pins_an_older_version(
     # Without VersionId on each GET, If-Match on the old ETag would fail every time.
     assert (tmp_path / "out").read_bytes() == old
     assert result.restarts == 0
-    with pytest.raises(partdl.NotFoundError):
+    with pytest.raises(partdl.NotFoundError) as raised:
         download(store, bucket_name, tmp_path / "other", version_id="no-such-version")
+    # A HEAD's answer has no body: its code is its status, said once.
+    assert str(raised.value).endswith("HTTP 404"), str(raised.value)
 
 
 def test_extra_args_go_with_every_request(

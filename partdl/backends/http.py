@@ -102,6 +102,14 @@ _RETRYABLE: tuple[type[BaseException], ...] = (
 )
 
 
+def _reason(failure: BaseException) -> BaseException:
+    """What happened: urllib3 wraps a refused or reset connection in "Max retries
+    exceeded" even when requests let it try once; the reason inside says it plainly."""
+    inner = failure.args[0] if failure.args else None
+    reason = getattr(inner, "reason", None)
+    return reason if isinstance(reason, BaseException) else failure
+
+
 def _is_signing_param(name: str) -> bool:
     lowered = name.lower()
     return lowered.startswith(_SIGNING_PREFIXES) or lowered in _SIGNING_PARAMS
@@ -434,7 +442,7 @@ class HttpBackend:
             reason = self._redactor.text(failure.reason or "")
             return error_class(status)(f"{what}: HTTP {status} {reason}".rstrip())
         self._redactor.scrub(failure)
-        message = self._redactor.text(f"{what}: {failure}")
+        message = self._redactor.text(f"{what}: {_reason(failure)}")
         if not isinstance(failure, requests.RequestException):
             retryable = isinstance(failure, NETWORK_ERRORS)
             return TransientError(message) if retryable else PartdlError(message)

@@ -151,7 +151,9 @@ def _translate(exc: BaseException, what: str) -> PartdlError:
         error = exc.response.get("Error", {})
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         code = str(error.get("Code") or "")
-        return error_class(status, code)(f"{what}: HTTP {status} {code}".rstrip())
+        # An answer without a body (a HEAD's) has its status for a code.
+        shown = "" if code == str(status) else code
+        return error_class(status, code)(f"{what}: HTTP {status} {shown}".rstrip())
     if isinstance(exc, sdk.NoCredentialsError | sdk.PartialCredentialsError):
         return AccessDeniedError(f"{what}: no usable AWS credentials ({exc})")
     if isinstance(exc, sdk.ParamValidationError):
