@@ -523,21 +523,21 @@ class _Footprint:
     """What a tree's run made before anything was fetched, to take back if it fails.
 
     A run that fails before a single object is in place (a listing refused: no such
-    bucket, access denied) leaves no ``.partdl`` folder it made itself, nor the
-    directory it made; a large object's checkpoint, which would let a rerun resume,
-    keeps them both.
+    bucket, access denied), or that listed nothing (a mistyped prefix, a key given as
+    one), leaves no ``.partdl`` folder it made itself, nor the directory it made; a
+    large object's checkpoint, which would let a rerun resume, keeps them both.
     """
 
     def __init__(self, root: str) -> None:
         self.root = root
         self.made_root = not os.path.lexists(root)
         self.made_state = self.made_root or not os.path.lexists(state_dir(root))
-        self.failed = False
+        self.take_back = False
 
     def _undo(self) -> bool:
         checkpoints = os.path.join(state_dir(self.root), "checkpoints")
         # A large object's checkpoint is something to resume: then everything stays.
-        return self.failed and self.made_state and not os.path.lexists(checkpoints)
+        return self.take_back and self.made_state and not os.path.lexists(checkpoints)
 
     def remove_state(self) -> None:
         if self._undo():
@@ -604,8 +604,10 @@ def run_batch(
             result = batch.run(entries)
         except BaseException:
             if footprint is not None and not batch.result.downloaded:
-                footprint.failed = True
+                footprint.take_back = True
             raise
+        if footprint is not None and not (result.downloaded or result.skipped or result.failures):
+            footprint.take_back = True
     if result.failures:
         count = len(result.failures)
         first = result.failures[0]

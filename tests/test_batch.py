@@ -456,6 +456,25 @@ def test_a_missing_bucket_is_the_listings_error_and_leaves_nothing_behind(
     assert os.listdir(tmp_path / "empty") == []
 
 
+def test_a_prefix_with_nothing_under_it_leaves_nothing_behind(
+    store: LocalStore, bucket_name: str, bucket: Any, tmp_path: Path
+) -> None:
+    put_all(store, bucket_name, {"p/a": b"a"})
+    (tmp_path / "empty").mkdir()
+
+    for target in (tmp_path / "new", tmp_path / "empty"):
+        result = partdl.download_prefix(bucket, "p/a/", target)  # a key, not a prefix
+        assert (result.downloaded, result.skipped, result.failures) == ([], [], [])
+
+    assert sorted(os.listdir(tmp_path)) == ["empty"]
+    assert os.listdir(tmp_path / "empty") == []
+    # A tree that was there keeps its state when a later listing is empty.
+    partdl.download_prefix(bucket, "p/", tmp_path / "tree")
+    before = state_files(tmp_path / "tree")
+    partdl.download_prefix(bucket, "q/", tmp_path / "tree")
+    assert state_files(tmp_path / "tree") == before
+
+
 def test_a_failed_listing_keeps_the_state_of_an_earlier_run(
     store: LocalStore, bucket_name: str, bucket: Any, tmp_path: Path
 ) -> None:
