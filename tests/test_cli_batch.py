@@ -174,8 +174,11 @@ def test_input_file_mixes_oss_s3_and_presigned_urls(
         ("oss://B/k a b\n", "list.txt:1: expected SRC [DEST]"),
         ("\nftp://host/x\n", "list.txt:2: SRC must be"),
         ("oss://B/k 'unclosed\n", "list.txt:1: No closing quotation"),
-        # A DEST that leaves DIR is refused like a key would be: that item fails.
-        ("oss://B/k ../../etc/x\n", "failed: k: key '../../etc/x' has a '..' segment"),
+        # A DEST no directory can hold is refused as a key would be, but up front.
+        ("oss://B/k ../../etc/x\n", "list.txt:1: DEST '../../etc/x' has a '..' segment"),
+        ("oss://B/k ok\noss://B/k /etc/x\n", "list.txt:2: DEST '/etc/x' starts with '/'"),
+        ("oss://B/k .partdl/x\n", "list.txt:1: DEST '.partdl/x' is inside .partdl/"),
+        ("oss://B/.partdl\n", "list.txt:1: DEST '.partdl' is inside .partdl/"),
     ],
 )
 def test_bad_input_files(
@@ -341,8 +344,10 @@ def test_retries_reach_every_object_of_a_tree(
         (["oss://b/p/", "d", "-r", "--checkpoint-file", "c"], "--checkpoint-file applies to"),
         (["oss://b/p/", "d", "-r", "--version-id", "v"], "--version-id applies to"),
         (["-i", "list.txt", "--head-url", "https://h/k"], "--head-url applies to"),
-        (["oss://b/k", "out", "--include", "*"], "--include applies to --recursive"),
-        (["oss://b/k", "out", "--exclude", "*"], "--exclude applies to --recursive"),
+        (["oss://b/k", "out", "--include", "*"], "--include applies to --recursive only"),
+        (["oss://b/k", "out", "--exclude", "*"], "--exclude applies to --recursive only"),
+        (["-i", "list.txt", "--include", "*"], "--include applies to --recursive only"),
+        (["-i", "list.txt", "--exclude", "*"], "--exclude applies to --recursive only"),
         (["oss://b/k", "out", "--dry-run"], "--dry-run applies to --recursive"),
         (["s3://b/p/", "d", "-r", "--sign-version", "1"], "--sign-version applies to oss://"),
     ],

@@ -264,6 +264,8 @@ def batch_summary(result: BatchResult, code: ExitCode, elapsed: float) -> dict[s
         "bytes_skipped": result.bytes_skipped,
         "seconds": round(elapsed, 3),
     }
+    if document["status"] == "error":  # as in every error document: the row of the code
+        document["error"] = code.name.lower()
     if result.dry_run:
         document["would_download"] = result.downloaded
         document["would_skip"] = result.skipped

@@ -145,13 +145,20 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
     def add(
-        self, group: Any, *flags: str, mode: Mode | None = None, why: str = "", **kwargs: Any
+        self,
+        group: Any,
+        *flags: str,
+        mode: Mode | None = None,
+        why: str = "",
+        recursive_only: bool = False,
+        **kwargs: Any,
     ) -> None:
         """Declare an option in ``group``; with ``mode``, it applies to that mode only
-        (``why`` is added to the refusal)."""
+        (``why`` is added to the refusal); ``recursive_only``: of many objects, only to
+        ``--recursive``, not to ``--input-file``."""
         action = group.add_argument(*flags, **kwargs)
         if mode is not None:
-            self.bound[action.dest] = _Bound(flags[-1], mode, action.default, why)
+            self.bound[action.dest] = _Bound(flags[-1], mode, action.default, why, recursive_only)
 
     def only_for(self, mode: Mode) -> list[str]:
         return [bound.flag for bound in self.bound.values() if bound.mode is mode]
@@ -165,11 +172,15 @@ class _Bound(NamedTuple):
     absent: Any
     """Its value when not given."""
     why: str
+    recursive_only: bool = False
+    """For --recursive only: no listing, no glob to match, with --input-file."""
+
+    def applies(self, args: argparse.Namespace) -> bool:
+        return args.mode is self.mode and (args.recursive or not self.recursive_only)
 
     def refusal(self) -> str:
-        return f"{self.flag} applies to {self.mode.value} only" + (
-            f": {self.why}" if self.why else ""
-        )
+        scope = "--recursive" if self.recursive_only else self.mode.value
+        return f"{self.flag} applies to {scope} only" + (f": {self.why}" if self.why else "")
 
 
 USAGE = """\
@@ -197,9 +208,9 @@ many objects:
     another key needs as a folder) fail alone; nothing is written outside DIR.
     A rerun skips every object whose ETag is unchanged (state in DIR/.partdl/).
   --input-file: one object per line, "SRC [DEST]" split as a shell would (quote names
-    with spaces), '#' starts a comment; SRC is oss://, s3:// or http(s)://; DEST is
-    relative to DIR (default: the current directory), a DEST ending in '/' is a folder,
-    no DEST means the last segment of SRC.
+    with spaces), '#' at the start of a word starts a comment; SRC is oss://, s3:// or
+    http(s)://; DEST is relative to DIR (default: the current directory) and stays in
+    it, a DEST ending in '/' is a folder, no DEST means the last segment of SRC.
 {one_only}
   globs: '*' within a path segment, '**' across, '?' one character, '[abc]' a set;
     a pattern without '/' matches a name at any depth; a folder that matches takes all
@@ -392,6 +403,7 @@ def _tree_options(parser: Parser) -> None:
         group,
         "--include",
         mode=Mode.TREE,
+        recursive_only=True,
         action="append",
         default=[],
         metavar="GLOB",
@@ -401,6 +413,7 @@ def _tree_options(parser: Parser) -> None:
         group,
         "--exclude",
         mode=Mode.TREE,
+        recursive_only=True,
         action="append",
         default=[],
         metavar="GLOB",
@@ -460,7 +473,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     args = parser.parse_intermixed_args(argv)
     args.mode = Mode.TREE if args.recursive or args.input_file is not None else Mode.ONE
     for dest, bound in parser.bound.items():
-        if bound.mode is not args.mode and getattr(args, dest) != bound.absent:
+        if getattr(args, dest) != bound.absent and not bound.applies(args):
             parser.error(bound.refusal())
     if args.mode is Mode.ONE:
         missing = [name for name, value in (("SRC", args.src), ("DEST", args.dest)) if not value]
@@ -478,8 +491,6 @@ def check_tree(args: argparse.Namespace) -> None:
         raise InvalidArgumentError("--recursive takes SRC and DIR")
     if args.input_file is not None and len(paths) > 1:
         raise InvalidArgumentError("--input-file takes at most one DIR")
-    if args.input_file is not None and (args.include or args.exclude):
-        raise InvalidArgumentError("--include and --exclude apply to --recursive only")
 
 
 def check_scheme(args: argparse.Namespace, source: Source) -> None:

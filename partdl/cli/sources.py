@@ -12,11 +12,13 @@ import contextlib
 import enum
 import os
 import shlex
+import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple, TextIO
 from urllib.parse import unquote, urlsplit
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, UnsafeKeyError
+from ..keys import key_path
 
 
 class Scheme(enum.Enum):
@@ -354,8 +356,10 @@ def read_input_file(path: str, stdin: TextIO, buckets: Buckets) -> list[tuple[An
                 raise InvalidArgumentError(f"cannot read the input file {path}: {exc}") from exc
         for number, line in enumerate(lines, 1):
             where = f"{'stdin' if path == '-' else path}:{number}"
+            # A Windows editor's byte order mark, in a file or on stdin, is not part of SRC.
+            text = line.removeprefix(_BOM) if number == 1 else line
             try:
-                item = _input_line(line, buckets)
+                item = _input_line(text, buckets)
             except InvalidArgumentError as exc:
                 raise InvalidArgumentError(f"{where}: {exc}") from exc
             if item is not None:
@@ -363,11 +367,60 @@ def read_input_file(path: str, stdin: TextIO, buckets: Buckets) -> list[tuple[An
     return items
 
 
-def _input_line(line: str, buckets: Buckets) -> tuple[Any, str, str] | None:
+_BOM = "\ufeff"
+_BLANKS = " \t\r\n"  # shlex's whitespace: what separates words
+
+
+def comment_start(line: str) -> int:
+    """Where the comment of ``line`` starts (``len(line)`` if it has none).
+
+    As in a POSIX shell, ``#`` starts a comment only at the start of a word and
+    outside quotes: ``v#2`` and ``"#x"`` and ``\\#x`` are words, ``a #b`` is ``a``.
+    (``shlex``'s own ``comments=True`` cuts at any ``#``, inside a key too.)
+    """
+    quote = ""  # the quote we are inside, if any
+    word_start = True  # at the line's start or after unquoted whitespace
+    chars = enumerate(line)
+    for index, char in chars:
+        if quote == "'":  # nothing is special inside '...' but its end
+            if char == "'":
+                quote = ""
+        elif char == "\\":  # outside quotes or inside "...": the next character is taken
+            next(chars, None)  # as is, so it can neither end the quote nor start a comment
+        elif quote == '"':
+            if char == '"':
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and word_start:
+            return index
+        word_start = not quote and char in _BLANKS
+    return len(line)
+
+
+def split_line(line: str) -> list[str]:
+    """The words of one input-file line, split as a shell would, without its comment."""
     try:
-        fields = shlex.split(line, comments=True)
+        return shlex.split(line[: comment_start(line)])
     except ValueError as exc:
         raise InvalidArgumentError(str(exc)) from exc
+
+
+def check_dest(dest: str) -> None:
+    """Refuse a DEST that no directory can hold (``/etc/x``, ``../x``, ``.partdl/x``...),
+    as the tree would refuse it, but before any request and naming it as DEST.
+
+    Length limits depend on the file system: those are left to the tree, per object.
+    """
+    try:
+        key_path(dest, name_max=sys.maxsize, path_max=sys.maxsize)
+    except UnsafeKeyError as exc:
+        # key_path's reasons read "key '<path>' ...": here the path is the line's DEST.
+        raise InvalidArgumentError(f"DEST {str(exc).removeprefix('key ')}") from None
+
+
+def _input_line(line: str, buckets: Buckets) -> tuple[Any, str, str] | None:
+    fields = split_line(line)
     if not fields:
         return None
     if len(fields) > 2:
@@ -378,6 +431,7 @@ def _input_line(line: str, buckets: Buckets) -> tuple[Any, str, str] | None:
     dest = fields[1] if len(fields) == 2 else ""
     if dest == "" or dest.endswith("/"):
         dest += safe_name(source.name)
+    check_dest(dest)
     if source.scheme is Scheme.HTTP:
         return (None, source.url, dest)
     return (buckets.get(source), source.key, dest)
