@@ -149,8 +149,19 @@ def _check_directory(directory: str) -> None:
         raise LocalFileError(code, f"cannot write to directory {directory}: {os.strerror(code)}")
 
 
+def path_text(path: object, what: str) -> str:
+    """``path`` as a str: bytes (and bytes paths) decoded as ``os`` does; a clear error
+    for what is no path at all."""
+    if not isinstance(path, str | bytes | os.PathLike):
+        raise InvalidArgumentError(f"{what} must be a path, got {path!r}")
+    text = os.fsdecode(path)
+    if not text:
+        raise InvalidArgumentError(f"{what} must not be empty")
+    return text
+
+
 def _check_destination(path: str | os.PathLike[str]) -> str:
-    destination = os.path.abspath(os.fspath(path))
+    destination = os.path.abspath(path_text(path, "the destination path"))
     _check_length(destination, _TEMP_SUFFIX_LENGTH)
     if os.path.isdir(destination):
         raise InvalidArgumentError(f"destination {destination} is a directory")
@@ -172,7 +183,9 @@ def make_target(
     checkpoint_path = None
     if checkpoint:
         checkpoint_path = os.path.abspath(
-            os.fspath(checkpoint_file) if checkpoint_file else destination + ".dcp"
+            path_text(checkpoint_file, "checkpoint_file")
+            if checkpoint_file
+            else destination + ".dcp"
         )
         if checkpoint_path == destination:
             raise InvalidArgumentError("the checkpoint file cannot be the destination")
