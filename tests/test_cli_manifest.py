@@ -117,3 +117,49 @@ def test_when_every_object_fails_the_json_names_the_error(
     summary = json_line(capsys.readouterr().out)
     assert (summary["status"], summary["error"], summary["exit_code"]) == ("error", "not_found", 3)
     assert [f["error"] for f in summary["failed"]] == ["not_found"]
+
+
+@pytest.mark.usefixtures("env")
+def test_every_failed_line_is_listed_with_its_dest(
+    store: LocalStore, bucket_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put(store, bucket_name, {"k": b"k"})
+    other = store.new_bucket()
+    listing = tmp_path / "list.txt"
+    listing.write_text(
+        f"oss://{bucket_name}/k ok\n"
+        f"oss://{other}/k from-other\n"  # the same key, missing in that bucket
+        f"oss://{bucket_name}/gone one\n"
+        f"oss://{bucket_name}/gone two\n"  # the same missing object, another DEST
+    )
+    root = tmp_path / "d"
+
+    assert run(store, "-i", str(listing), str(root)) == cli.ExitCode.PARTIAL
+    out, err = capsys.readouterr()
+    assert "1 downloaded" in out
+    assert "3 failed" in out
+    for key, dest in (("k", "from-other"), ("gone", "one"), ("gone", "two")):
+        assert f"partdl: failed: {key} -> {root / dest}: " in err
+
+    assert run(store, "-i", str(listing), str(root), "--json") == cli.ExitCode.PARTIAL
+    summary = json_line(capsys.readouterr().out)
+    failed = sorted((f["key"], Path(f["path"]).name, f["error"]) for f in summary["failed"])
+    assert failed == [
+        ("gone", "one", "not_found"),
+        ("gone", "two", "not_found"),
+        ("k", "from-other", "not_found"),
+    ]
+
+
+@pytest.mark.usefixtures("env")
+def test_a_prefix_with_nothing_under_it_says_so_and_leaves_nothing(
+    store: LocalStore, bucket_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    put(store, bucket_name, {"p/a": b"a"})
+
+    assert run(store, f"oss://{bucket_name}/p/a", str(tmp_path / "d"), "-r") == 0
+
+    out, err = capsys.readouterr()
+    assert f"nothing is listed under oss://{bucket_name}/p/a" in err
+    assert "0 downloaded" in out
+    assert not (tmp_path / "d").exists()

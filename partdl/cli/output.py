@@ -230,11 +230,14 @@ def human_object_summary(result: DownloadResult, elapsed: float) -> str:
 # -- many objects -------------------------------------------------------------------------
 
 
-def outcome_line(outcome: ObjectOutcome, dry_run: bool) -> str:
+def outcome_line(outcome: ObjectOutcome, dry_run: bool, *, with_path: bool = False) -> str:
+    """``with_path`` names where a failed object was going (lines of an input file may
+    name one key more than once; in a tree the key says it)."""
     from ..execute import Status
 
     if outcome.status is Status.FAILED:
-        return f"failed: {outcome.key}: {describe(outcome.error or Exception())}"
+        shown = f"{outcome.key} -> {outcome.path}" if with_path else outcome.key
+        return f"failed: {shown}: {describe(outcome.error or Exception())}"
     if outcome.status is Status.SKIPPED:
         return f"{'would skip' if dry_run else 'skipped'}: {outcome.key} (unchanged)"
     verb = "would download" if dry_run else "downloaded"
@@ -257,8 +260,13 @@ def batch_summary(result: BatchResult, code: ExitCode, elapsed: float) -> dict[s
         "downloaded": len(result.downloaded),
         "skipped": len(result.skipped),
         "failed": [
-            {"key": key, "error": exit_code_for(error).name.lower(), "message": describe(error)}
-            for key, error in result.failed.items()
+            {
+                "key": failure.key,
+                "path": failure.path,
+                "error": exit_code_for(failure.error).name.lower(),
+                "message": describe(failure.error),
+            }
+            for failure in result.failures
         ],
         "bytes_downloaded": result.bytes_downloaded,
         "bytes_skipped": result.bytes_skipped,
@@ -276,11 +284,12 @@ def human_batch_summary(result: BatchResult, elapsed: float) -> str:
     verb = "would be downloaded" if result.dry_run else "downloaded"
     return (
         f"{len(result.downloaded):,} {verb} ({result.bytes_downloaded:,} bytes), "
-        f"{len(result.skipped):,} unchanged, {len(result.failed):,} failed, in {elapsed:.1f}s"
+        f"{len(result.skipped):,} unchanged, {len(result.failures):,} failed, in {elapsed:.1f}s"
     )
 
 
-def failed_keys(result: BatchResult) -> None:
-    """Every failed key with its reason, on stderr."""
-    for key, error in result.failed.items():
-        notice(f"failed: {key}: {describe(error)}")
+def failed_keys(result: BatchResult, *, with_path: bool = False) -> None:
+    """Every failed object with its reason, on stderr (see :func:`outcome_line`)."""
+    for failure in result.failures:
+        shown = f"{failure.key} -> {failure.path}" if with_path else failure.key
+        notice(f"failed: {shown}: {describe(failure.error)}")

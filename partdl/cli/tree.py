@@ -43,7 +43,8 @@ def _on_object(args: argparse.Namespace) -> Callable[[ObjectOutcome], None]:
 
     def on_object(outcome: ObjectOutcome) -> None:
         if listed or args.verbose:
-            output.write_outcome(output.outcome_line(outcome, args.dry_run), to_stdout=listed)
+            line = output.outcome_line(outcome, args.dry_run, with_path=not args.recursive)
+            output.write_outcome(line, to_stdout=listed)
 
     return on_object
 
@@ -99,11 +100,11 @@ def _download_on(
 
 
 def exit_code(result: BatchResult) -> ExitCode:
-    if not result.failed:
+    if not result.failures:
         return ExitCode.OK
     if result.downloaded or result.skipped:
         return ExitCode.PARTIAL
-    codes = {exit_code_for(error) for error in result.failed.values()}
+    codes = {exit_code_for(failure.error) for failure in result.failures}
     return codes.pop() if len(codes) == 1 else ExitCode.FAILED
 
 
@@ -133,6 +134,8 @@ def run(args: argparse.Namespace) -> ExitCode:
     if args.json:
         output.emit_json(output.batch_summary(result, code, elapsed))
     elif not args.quiet:
+        if args.recursive and not (result.downloaded or result.skipped or result.failures):
+            output.notice(f"nothing is listed under {args.src} (for one object, leave out -r)")
         output.summary_line(output.human_batch_summary(result, elapsed))
-        output.failed_keys(result)
+        output.failed_keys(result, with_path=not args.recursive)
     return code
