@@ -327,6 +327,7 @@ class CheckpointFile:
         self.path = path
         self.base = base
         self._fd = -1
+        self._identity: tuple[int, int] | None = None
 
     def open(self) -> None:
         """Write the header (and the parts already known) and start the journal."""
@@ -334,8 +335,10 @@ class CheckpointFile:
         atomic_write(self.path, codec.encode(self.base), durable=True)
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+            info = os.fstat(self._fd)
         except OSError as exc:
             raise local_error(exc, self.path, "open checkpoint") from exc
+        self._identity = (info.st_dev, info.st_ino)
 
     def record(self, index: int, crc: int) -> None:
         line = codec.encode_record(index, crc)
@@ -366,7 +369,16 @@ class CheckpointFile:
             os.close(fd)
 
     def delete(self) -> None:
+        """Close and remove the checkpoint, unless another file has taken its name
+        meanwhile (another download's destination, say): that one is not ours to lose."""
         self.close()
+        try:
+            info = os.lstat(self.path)
+        except OSError:
+            return
+        if self._identity not in (None, (info.st_dev, info.st_ino)):
+            logger.warning("%s is no longer this download's checkpoint: left as it is", self.path)
+            return
         remove_quietly(self.path)
 
 

@@ -691,3 +691,31 @@ def test_signed_url_query_never_reaches_checkpoint_logs_or_errors(
     texts += [m.decode(errors="replace") for m in checkpoint]
     texts += [record.getMessage() for record in partdl_logs.records]
     _assert_no_secret(texts, (signature, key_id, "Signature="))
+
+
+def test_a_file_that_took_the_checkpoints_name_is_not_removed(
+    store: LocalStore, bucket_name: str, tmp_path: Path
+) -> None:
+    # Another download's destination can be named like this one's checkpoint.
+    data = os.urandom(6 * PART)
+    store.put(bucket_name, "k", data)
+    out, checkpoint = tmp_path / "dest", tmp_path / "dest.dcp"
+    taken: list[bool] = []
+
+    def progress(done: int, total: int) -> None:
+        if not taken and checkpoint.exists():
+            mine = tmp_path / "mine"
+            mine.write_bytes(b"someone else's file")
+            os.replace(mine, checkpoint)
+            taken.append(True)
+
+    partdl.download_file(
+        store.oss_bucket(bucket_name), "k", out, part_size=PART, progress_callback=progress
+    )
+
+    assert taken
+    assert out.read_bytes() == data
+    assert checkpoint.read_bytes() == b"someone else's file"
+    # Without such a file, the checkpoint goes as always.
+    partdl.download_file(store.oss_bucket(bucket_name), "k", tmp_path / "again", part_size=PART)
+    assert not (tmp_path / "again.dcp").exists()
