@@ -719,3 +719,16 @@ def test_a_file_that_took_the_checkpoints_name_is_not_removed(
     # Without such a file, the checkpoint goes as always.
     partdl.download_file(store.oss_bucket(bucket_name), "k", tmp_path / "again", part_size=PART)
     assert not (tmp_path / "again.dcp").exists()
+
+
+def test_a_path_given_as_bytes_works_and_no_path_is_refused(
+    store: LocalStore, bucket_name: str, tmp_path: Path
+) -> None:
+    store.put(bucket_name, "k", b"data")
+    bucket = store.oss_bucket(bucket_name)
+
+    partdl.download_file(bucket, "k", os.fsencode(tmp_path / "out"))  # type: ignore[arg-type]
+
+    assert (tmp_path / "out").read_bytes() == b"data"
+    with pytest.raises(partdl.InvalidArgumentError, match="must be a path, got 5"):
+        partdl.download_file(bucket, "k", 5)  # type: ignore[arg-type]
