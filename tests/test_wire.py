@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import io
 import os
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ import trustme
 import partdl
 from partdl.backends._wire import Origin, Pool, ProtocolError, _read_head
 from partdl.backends.oss import OssBackend
-from partdl.errors import PartdlError, TransientError
+from partdl.errors import InvalidArgumentError, PartdlError, TransientError
 from tests.store import LocalStore
 
 BODY = os.urandom(200_000)
@@ -143,6 +144,29 @@ def test_a_refused_connection_is_transient(serve: Any) -> None:
 
     with pytest.raises(TransientError, match="no answer"):
         _get_all(_pool(port))
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        (socket.EAI_NONAME, InvalidArgumentError),  # no such name: a mistyped endpoint
+        (socket.EAI_AGAIN, TransientError),  # the resolver did not answer: try again
+    ],
+)
+def test_a_host_that_does_not_resolve_is_named_and_not_retried(
+    monkeypatch: pytest.MonkeyPatch, code: int, error: type[Exception]
+) -> None:
+    # The resolver's answer, whatever this machine's DNS can reach.
+    def resolve(*args: Any, **kwargs: Any) -> socket.socket:
+        raise socket.gaierror(code, "the resolver's message")
+
+    monkeypatch.setattr(socket, "create_connection", resolve)
+    pool = Pool(Origin("http", "no-such-host.invalid", 80, 5.0, 5.0, True), 2)
+
+    with pytest.raises(error) as raised:
+        _get_all(pool)
+    if error is InvalidArgumentError:
+        assert "the host 'no-such-host.invalid' is not known" in str(raised.value)
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PartdlError, TransientError
+from ..errors import InvalidArgumentError, PartdlError, TransientError
 from ._http import body_failure, content_length
 
 if TYPE_CHECKING:
@@ -40,6 +40,11 @@ if TYPE_CHECKING:
 # Everything a request or a half-read answer can raise that a new connection may fix
 # (TimeoutError, ConnectionResetError and ssl.SSLError are all OSErrors).
 _ERRORS: tuple[type[BaseException], ...] = (OSError,)
+# getaddrinfo's answers that no retry changes: the name does not exist (a mistyped
+# endpoint), unlike EAI_AGAIN, a resolver that did not answer in time.
+_NO_SUCH_NAME = {
+    code for name in ("EAI_NONAME", "EAI_NODATA") if (code := getattr(socket, name, None))
+}
 # Errors that show a pooled connection was closed by the server while idle.
 _STALE = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
 # An error answer's body is read for its code; more than this is not an error document.
@@ -390,6 +395,12 @@ class Sent:
             except ProtocolError as exc:
                 self.close()
                 raise ProtocolError(f"{what}: {exc}") from exc
+            except socket.gaierror as exc:
+                self.close()
+                if exc.errno not in _NO_SUCH_NAME:  # EAI_AGAIN and the like: try again
+                    raise TransientError(f"{what}: no answer (gaierror: {exc})") from exc
+                host = self._pool.origin.host
+                raise InvalidArgumentError(f"{what}: the host {host!r} is not known") from exc
             except _ERRORS as exc:
                 self.close()
                 raise TransientError(f"{what}: no answer ({type(exc).__name__})") from exc
