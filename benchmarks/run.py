@@ -449,7 +449,11 @@ def main(argv: list[str] | None = None) -> None:
     runs = args.runs or (1 if trial else _RUNS)
     report_dir = args.report_dir or (DATA / "report" if trial else ROOT / "docs")
     flavour = "full" if not trial else f"quick-{args.size_mib}" if size else "quick"
-    results_file = DATA / f"results-{flavour}.json"
+    # The full run's results sit beside the report they render, in git, so that a fresh
+    # clone can --merge a re-run of some scenarios into them (or re-render them).
+    results_file = (
+        ROOT / "docs" / "benchmarks.json" if flavour == "full" else DATA / f"results-{flavour}.json"
+    )
     if args.report_only:
         saved, saved_meta = _from_json(results_file.read_text())
         _say(f"wrote {render(scenarios, saved, saved_meta, report_dir)}")
