@@ -161,7 +161,7 @@ def path_text(path: object, what: str) -> str:
 
 
 def _check_destination(path: str | os.PathLike[str]) -> str:
-    destination = os.path.abspath(path_text(path, "the destination path"))
+    destination = os.path.abspath(path_text(path, "the destination"))
     _check_length(destination, _TEMP_SUFFIX_LENGTH)
     if os.path.isdir(destination):
         raise InvalidArgumentError(f"destination {destination} is a directory")

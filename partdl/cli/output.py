@@ -230,14 +230,18 @@ def human_object_summary(result: DownloadResult, elapsed: float) -> str:
 # -- many objects -------------------------------------------------------------------------
 
 
+def _failure_line(key: str, path: str, error: BaseException, with_path: bool) -> str:
+    """``with_path`` names where it was going: lines of an input file may name one key
+    more than once; in a tree the key says it."""
+    shown = f"{key} -> {path}" if with_path else key
+    return f"failed: {shown}: {describe(error)}"
+
+
 def outcome_line(outcome: ObjectOutcome, dry_run: bool, *, with_path: bool = False) -> str:
-    """``with_path`` names where a failed object was going (lines of an input file may
-    name one key more than once; in a tree the key says it)."""
     from ..execute import Status
 
     if outcome.status is Status.FAILED:
-        shown = f"{outcome.key} -> {outcome.path}" if with_path else outcome.key
-        return f"failed: {shown}: {describe(outcome.error or Exception())}"
+        return _failure_line(outcome.key, outcome.path, outcome.error or Exception(), with_path)
     if outcome.status is Status.SKIPPED:
         return f"{'would skip' if dry_run else 'skipped'}: {outcome.key} (unchanged)"
     verb = "would download" if dry_run else "downloaded"
@@ -289,7 +293,6 @@ def human_batch_summary(result: BatchResult, elapsed: float) -> str:
 
 
 def failed_keys(result: BatchResult, *, with_path: bool = False) -> None:
-    """Every failed object with its reason, on stderr (see :func:`outcome_line`)."""
+    """Every failed object with its reason, on stderr."""
     for failure in result.failures:
-        shown = f"{failure.key} -> {failure.path}" if with_path else failure.key
-        notice(f"failed: {shown}: {describe(failure.error)}")
+        notice(_failure_line(failure.key, failure.path, failure.error, with_path))
