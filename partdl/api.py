@@ -33,6 +33,7 @@ from .options import (
     ProgressCallback,
     TransferOptions,
     make_target,
+    path_text,
 )
 from .plan import DEFAULT_STALL_TIMEOUT
 from .retry import RetryPolicy
@@ -390,15 +391,13 @@ def _checked_executor(executor: object) -> Executor | None:
     )
 
 
-def _item(item: Any) -> tuple[Any, str, str | os.PathLike[str]]:
+def _item(item: Any) -> tuple[Any, str, str]:
     if not isinstance(item, tuple | list) or len(item) != 3:
         raise InvalidArgumentError(f"an item must be (bucket, key, path), got {item!r}")
     bucket, key, path = item
     if not isinstance(key, str) or not key:
         raise InvalidArgumentError(f"an item's key must be a non-empty string, got {key!r}")
-    if not isinstance(path, str | os.PathLike) or not os.fspath(path):
-        raise InvalidArgumentError(f"an item's path must be a non-empty path, got {path!r}")
-    return bucket, key, path
+    return bucket, key, path_text(path, "an item's path")
 
 
 class _Openers:
