@@ -97,14 +97,18 @@ class BatchResult:
 
     downloaded: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    failed: dict[str, PartdlError] = field(default_factory=dict)
-    """Each failed key's error. :func:`partdl.download_many` may name one key more
-    than once (in other buckets, or to other paths): :attr:`failures` has each."""
     failures: list[BatchFailure] = field(default_factory=list)
     """Every failed object, in the order they failed."""
     bytes_downloaded: int = 0
     bytes_skipped: int = 0
     dry_run: bool = False
+
+    @property
+    def failed(self) -> dict[str, PartdlError]:
+        """Each failed key's error. :func:`partdl.download_many` may name one key more
+        than once (in other buckets, or to other paths): the last is kept here,
+        :attr:`failures` has each."""
+        return {failure.key: failure.error for failure in self.failures}
 
     @property
     def ok(self) -> bool:
@@ -365,7 +369,6 @@ class _Batch:
             counters.files_skipped += 1
         else:
             assert outcome.error is not None
-            result.failed[outcome.key] = outcome.error
             result.failures.append(BatchFailure(outcome.key, outcome.path, outcome.error))
             counters.files_failed += 1
             if planned:
