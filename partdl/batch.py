@@ -114,6 +114,11 @@ class BatchResult:
     def ok(self) -> bool:
         return not self.failures
 
+    @property
+    def empty(self) -> bool:
+        """No object at all: nothing was listed (or given)."""
+        return not (self.downloaded or self.skipped or self.failures)
+
 
 # -- planning ---------------------------------------------------------------------------
 
@@ -609,7 +614,7 @@ def run_batch(
             if footprint is not None and not batch.result.downloaded:
                 footprint.take_back = True
             raise
-        if footprint is not None and not (result.downloaded or result.skipped or result.failures):
+        if footprint is not None and result.empty:
             footprint.take_back = True
     if result.failures:
         count = len(result.failures)

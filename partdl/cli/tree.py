@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> ExitCode:
     if args.json:
         output.emit_json(output.batch_summary(result, code, elapsed))
     elif not args.quiet:
-        if args.recursive and not (result.downloaded or result.skipped or result.failures):
+        if args.recursive and result.empty:
             output.notice(f"nothing is listed under {args.src} (for one object, leave out -r)")
         output.summary_line(output.human_batch_summary(result, elapsed))
         output.failed_keys(result, with_path=not args.recursive)
