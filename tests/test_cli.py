@@ -25,6 +25,7 @@ import partdl
 from partdl import cli
 from partdl.backends.subrange import ByteRange
 from tests.helpers import OSS_REGION, PART, Interrupt, leftovers, recorded_parts, stop_after
+from tests.servers import ObjectServer
 from tests.store import LocalStore, Seen
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -572,6 +573,32 @@ def test_console_script(store: LocalStore, bucket_name: str, tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["size"] == len(data)
     assert out.read_bytes() == data
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_the_command_closes_its_connections(tmp_path: Path, many: bool) -> None:
+    # A server that keeps connections alive, as the stores do (moto's closes each one);
+    # Python's development mode reports every socket collected while still open.
+    data = os.urandom(3 * PART)
+    env = {**os.environ, "OSS_ACCESS_KEY_ID": "test", "OSS_ACCESS_KEY_SECRET": "test"}
+    with ObjectServer(data) as server:
+        args = ["oss://bucket/object.bin", str(tmp_path / "a")]
+        if many:
+            (tmp_path / "list").write_text("oss://bucket/a a\noss://bucket/b b\n")
+            args = ["-i", str(tmp_path / "list"), str(tmp_path)]
+        args += ["--endpoint", server.endpoint, "--region", OSS_REGION, "--part-size", "100KiB"]
+        done = subprocess.run(
+            [sys.executable, "-X", "dev", "-m", "partdl", *args, "-q"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        reused = server.connections < len(server.requests)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert (tmp_path / "a").read_bytes() == data
+    assert reused  # or nothing was left open to be closed
 
 
 def read_terminal(master: int) -> str:

@@ -123,6 +123,10 @@ class StoreBucket:
         """The request target for ``key`` ("" for the bucket itself), without a query."""
         return target(self.name, key, self.path_style)
 
+    def close(self) -> None:
+        """Close the idle connections; a later request opens new ones."""
+        self.pool.close()
+
     def send(
         self,
         method: str,

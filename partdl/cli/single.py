@@ -54,7 +54,7 @@ def open_source(source: Source, args: argparse.Namespace) -> Iterator[Backend]:
             )
             backend = stack.enter_context(http)
         else:
-            bucket = Buckets(store_config(args)).get(source)
+            bucket = stack.enter_context(Buckets(store_config(args))).get(source)
             backend = open_backend(
                 bucket, source.key, version_id=args.version_id, stall_timeout=args.stall_timeout
             )

@@ -320,12 +320,22 @@ def direct_s3_bucket(source: Source, config: StoreConfig) -> Any | None:
         raise InvalidArgumentError(f"AWS configuration: {exc}") from exc
 
 
-class Buckets:
-    """One SDK bucket per (scheme, name), so the objects of one bucket share its pool."""
+class Buckets(contextlib.AbstractContextManager["Buckets"]):
+    """One SDK bucket per (scheme, name), so the objects of one bucket share its pool.
+
+    On exit the connections of partdl's own clients are closed (the SDKs' buckets keep
+    theirs, as their owners do)."""
 
     def __init__(self, config: StoreConfig) -> None:
         self._config = config
         self._made: dict[tuple[Scheme, str], Any] = {}
+
+    def __exit__(self, *exc_info: object) -> None:
+        from ..backends._direct import StoreBucket
+
+        for bucket in self._made.values():
+            if isinstance(bucket, StoreBucket):
+                bucket.close()
 
     def get(self, source: Source) -> Any:
         if source.scheme is Scheme.HTTP:

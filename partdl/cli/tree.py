@@ -70,14 +70,16 @@ def executor(args: argparse.Namespace) -> Iterator[Executor | None]:
 
 
 def _download(args: argparse.Namespace, bar: output.BatchBar | None) -> BatchResult:
-    with executor(args) as where:
-        return _download_on(args, bar, where)
+    with executor(args) as where, Buckets(store_config(args)) as buckets:
+        return _download_on(args, bar, where, buckets)
 
 
 def _download_on(
-    args: argparse.Namespace, bar: output.BatchBar | None, where: Executor | None
+    args: argparse.Namespace,
+    bar: output.BatchBar | None,
+    where: Executor | None,
+    buckets: Buckets,
 ) -> BatchResult:
-    buckets = Buckets(store_config(args))
     common = {
         **_transfer(args),
         "progress_callback": bar,
