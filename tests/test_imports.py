@@ -70,3 +70,11 @@ Origin("http", "127.0.0.1", listener.getsockname()[1], 5.0, 5.0).connect().close
     assert "partdl.execute" in loaded
     unneeded = {"ssl", "encodings.idna", "decimal", "shutil", "secrets", "ctypes"}
     assert sorted(loaded & unneeded) == []
+
+
+def test_one_object_through_partdls_own_client_parses_no_xml() -> None:
+    code = """
+from partdl.cli import single  # noqa: F401
+from partdl.backends import oss_direct, s3_direct  # noqa: F401
+"""
+    assert sorted(m for m in loaded_after(code) if m.startswith("xml")) == []

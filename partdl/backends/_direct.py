@@ -18,9 +18,8 @@ import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_address
-from typing import ClassVar, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 from urllib.parse import quote, unquote, urlencode, urlsplit
-from xml.etree import ElementTree
 
 from ..errors import InvalidArgumentError, PartdlError, TransientError
 from ..listing import ListedObject, http_date, quoted_etag
@@ -28,6 +27,9 @@ from ..model import ObjectStat
 from ..plan import DEFAULT_STALL_TIMEOUT
 from ._http import check_partial_response, error_class
 from ._wire import Headers, Origin, Pool, Response, Sent
+
+if TYPE_CHECKING:
+    from xml.etree.ElementTree import Element
 
 # oss2's default connect and read timeouts (oss2.defaults.connect_timeout); botocore's
 # are the same.
@@ -319,6 +321,9 @@ class _Page(NamedTuple):
         """One page of a listing. S3's XML is in a default namespace, OSS's in none:
         the root's is every element's, and naming it exactly keeps each lookup in C
         (a ``{*}`` wildcard goes through ElementPath's Python, 12x slower a page)."""
+        # Only a listing parses XML: a single object's run does not load it (~5 ms).
+        from xml.etree import ElementTree
+
         try:
             root = ElementTree.fromstring(body)
         except ElementTree.ParseError as exc:
@@ -326,7 +331,7 @@ class _Page(NamedTuple):
         ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
         encoded = (root.findtext(ns + "EncodingType") or "").lower() == "url"
 
-        def text(node: ElementTree.Element, tag: str) -> str:
+        def text(node: Element, tag: str) -> str:
             value = node.findtext(ns + tag) or ""
             return unquote(value) if encoded and tag in ("Key", "NextContinuationToken") else value
 
