@@ -63,12 +63,14 @@ def key_path(
     root_length: int = 0,
     name_max: int = DEFAULT_NAME_MAX,
     path_max: int = DEFAULT_PATH_MAX,
+    label: str = "key",
 ) -> KeyPath:
     """The safe path for ``relative`` (a key with its prefix removed), or UnsafeKeyError.
 
     ``root_length`` is the length in bytes of the destination directory's absolute
     path, so that the whole path and partdl's temp name beside it fit ``path_max``.
     An empty ``relative`` (the prefix's own directory marker) is the root folder.
+    ``label`` is what the errors call ``relative`` ("key", or "DEST" for a path given).
     """
     is_folder = relative.endswith("/") or relative == ""
     body = relative[:-1] if relative.endswith("/") else relative
@@ -83,45 +85,46 @@ def key_path(
         or (parts and parts[0] == STATE_DIR)
         or (parts and not is_folder and _RESERVED_NAME.fullmatch(parts[-1]))
     ):
-        _refuse(relative, parts, is_folder)
+        _refuse(f"{label} {_shown(relative)}", relative, parts)
     size = len(os.fsencode(body))
     if size > name_max - TEMP_SUFFIX_LENGTH:  # else no name in it can be too long
-        _check_names(relative, parts, is_folder, name_max)
+        _check_names(f"{label} {_shown(relative)}", parts, is_folder, name_max)
     length = root_length + 1 + size + TEMP_SUFFIX_LENGTH
     if parts and length >= path_max:
         raise UnsafeKeyError(
-            f"key {_shown(relative)}: the path would be {length - TEMP_SUFFIX_LENGTH} bytes "
+            f"{label} {_shown(relative)}: the path would be {length - TEMP_SUFFIX_LENGTH} bytes "
             f"long; the file system allows {path_max}"
         )
     return KeyPath(parts, is_folder)
 
 
-def _refuse(relative: str, parts: tuple[str, ...], is_folder: bool) -> None:
-    """Raise the UnsafeKeyError that says what is wrong with ``relative`` first."""
-    shown = _shown(relative)
+def _refuse(shown: str, relative: str, parts: tuple[str, ...]) -> None:
+    """Raise the UnsafeKeyError that says what is wrong with ``relative`` first;
+    ``shown`` names it (``key 'a/../b'``)."""
     if "\0" in relative:
-        raise UnsafeKeyError(f"key {shown} contains a NUL byte")
+        raise UnsafeKeyError(f"{shown} contains a NUL byte")
     if "\\" in relative:
-        raise UnsafeKeyError(f"key {shown} contains a backslash")
+        raise UnsafeKeyError(f"{shown} contains a backslash")
     if relative.startswith("/"):
-        raise UnsafeKeyError(f"key {shown} starts with '/' (an absolute path)")
+        raise UnsafeKeyError(f"{shown} starts with '/' (an absolute path)")
     for part in parts:
         if part == "":
-            raise UnsafeKeyError(f"key {shown} has an empty path segment ('//')")
+            raise UnsafeKeyError(f"{shown} has an empty path segment ('//')")
         if part in (".", ".."):
-            raise UnsafeKeyError(f"key {shown} has a {part!r} segment")
+            raise UnsafeKeyError(f"{shown} has a {part!r} segment")
     if parts and parts[0] == STATE_DIR:
-        raise UnsafeKeyError(f"key {shown} is inside {STATE_DIR}/, which partdl keeps its state in")
-    raise UnsafeKeyError(f"key {shown} has a name partdl uses for its temp and lock files")
+        raise UnsafeKeyError(f"{shown} is inside {STATE_DIR}/, which partdl keeps its state in")
+    raise UnsafeKeyError(f"{shown} has a name partdl uses for its temp and lock files")
 
 
-def _check_names(relative: str, parts: tuple[str, ...], is_folder: bool, name_max: int) -> None:
-    """Each name fits ``name_max`` bytes, a file's with room for partdl's temp suffix."""
+def _check_names(shown: str, parts: tuple[str, ...], is_folder: bool, name_max: int) -> None:
+    """Each name fits ``name_max`` bytes, a file's with room for partdl's temp suffix;
+    ``shown`` names the whole path (``key 'a/b'``)."""
     for index, part in enumerate(parts):
         room = name_max - (0 if is_folder or index < len(parts) - 1 else TEMP_SUFFIX_LENGTH)
         if len(os.fsencode(part)) > room:
             raise UnsafeKeyError(
-                f"key {_shown(relative)}: the name {_shown(part)} is "
+                f"{shown}: the name {_shown(part)} is "
                 f"{len(os.fsencode(part))} bytes; the file system allows {name_max}"
                 + ("" if room == name_max else f", less the {TEMP_SUFFIX_LENGTH} of a temp name")
             )

@@ -423,10 +423,9 @@ def check_dest(dest: str) -> None:
     Length limits depend on the file system: those are left to the tree, per object.
     """
     try:
-        key_path(dest, name_max=sys.maxsize, path_max=sys.maxsize)
+        key_path(dest, name_max=sys.maxsize, path_max=sys.maxsize, label="DEST")
     except UnsafeKeyError as exc:
-        # key_path's reasons read "key '<path>' ...": here the path is the line's DEST.
-        raise InvalidArgumentError(f"DEST {str(exc).removeprefix('key ')}") from None
+        raise InvalidArgumentError(str(exc)) from None
 
 
 def _input_line(line: str, buckets: Buckets) -> tuple[Any, str, str] | None:
