@@ -342,8 +342,9 @@ class ObjectDownload:
     def _head(self) -> ObjectStat:
         """HEAD the object, retrying transient failures like any ranged GET."""
         # No worker of this object runs during its HEAD; its stop event still cuts a
-        # backoff short when everything is stopping.
-        attempts = Attempts(self._options.retry, self.stop, f"HEAD {self._backend.source}")
+        # backoff short when everything is stopping. Not named "HEAD": a URL's backend
+        # may pin it with a ranged GET, and the error it raises names its request.
+        attempts = Attempts(self._options.retry, self.stop, f"looking up {self._backend.source}")
         while True:
             try:
                 return self._backend.stat()

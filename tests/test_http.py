@@ -305,6 +305,18 @@ def test_error_statuses_map_to_typed_errors(
     assert "feedface" not in "".join(traceback.format_exception(raised.value))
 
 
+def test_a_url_that_keeps_failing_is_named_by_the_request_that_failed(tmp_path: Path) -> None:
+    # Without a HEAD URL the object is pinned by a ranged GET: no message may say HEAD.
+    retry = partdl.RetryPolicy(attempts=2, backoff=0.0, backoff_max=0.0)
+    with ObjectServer(error=(503, b"")) as server, pytest.raises(partdl.TransferError) as raised:
+        partdl.download_url(server.url(), tmp_path / "out", part_size=PART, retry=retry)
+    message = str(raised.value)
+    assert message.startswith(f"looking up {server.url()} gave up after 2 failed attempts")
+    assert f"GET {server.url()} bytes 0-0" in message
+    assert "HEAD" not in message
+    assert {r.method for r in server.requests} == {"GET"}
+
+
 def test_forbidden_download_leaves_nothing_and_keeps_the_old_file(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.write_bytes(b"precious")
