@@ -226,6 +226,8 @@ def test_exit_codes_are_documented_in_help_and_docs(capsys: pytest.CaptureFixtur
         (partdl.TransferError("x"), 7),
         (partdl.LocalFileError(28, "disk full"), 8),
         (PermissionError(13, "denied"), 8),
+        (TimeoutError("timed out connecting to the scheduler"), 7),
+        (ConnectionRefusedError(111, "refused"), 7),
         (partdl.DownloadLockedError("x"), 9),
         (partdl.PartdlError("x"), 1),
     ],

@@ -10,6 +10,7 @@ from ..errors import (
     DownloadLockedError,
     IntegrityError,
     InvalidArgumentError,
+    LocalFileError,
     NotFoundError,
     ObjectChangedError,
     TransferError,
@@ -52,7 +53,7 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
 }
 
 # First match wins: subclasses before their bases.
-_ERROR_CODES: tuple[tuple[type[BaseException], ExitCode], ...] = (
+_ERROR_CODES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], ExitCode], ...] = (
     (InvalidArgumentError, ExitCode.INVALID_ARGUMENT),
     (NotFoundError, ExitCode.NOT_FOUND),
     (AccessDeniedError, ExitCode.ACCESS_DENIED),
@@ -62,6 +63,10 @@ _ERROR_CODES: tuple[tuple[type[BaseException], ExitCode], ...] = (
     (TransientError, ExitCode.TRANSFER),
     (DownloadLockedError, ExitCode.LOCKED),
     (DownloadInterruptedError, ExitCode.INTERRUPTED),
+    (LocalFileError, ExitCode.LOCAL_FILE),
+    # Not a disk's: a connection (to a Dask scheduler, say) that failed outside partdl's
+    # retries. Any other OSError reaching here came from a local file.
+    ((ConnectionError, TimeoutError), ExitCode.TRANSFER),
     (OSError, ExitCode.LOCAL_FILE),
 )
 
