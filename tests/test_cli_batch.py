@@ -98,6 +98,15 @@ def test_partial_failure_exits_10_and_lists_every_failed_key(
     assert "partdl: failed: p/../up: key '../up' has a '..' segment" in err
     assert "partdl: failed: p/a//b: " in err
 
+    # -q silences the summary, not the errors: each failed key is still named.
+    assert cli.main([*base, "-q"]) == cli.ExitCode.PARTIAL
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        "partdl: failed: p/../up: key '../up' has a '..' segment",
+        "partdl: failed: p/a//b: key 'a//b' has an empty path segment ('//')",
+    ]
+
     assert cli.main([*base, "--json"]) == 10
     summary = json_line(capsys.readouterr().out)
     assert summary["status"] == "partial"
@@ -195,6 +204,34 @@ def test_bad_input_files(
     assert message in capsys.readouterr().err
     assert code == 2
     assert store.requests(bucket_name, "GET") == []
+
+
+@pytest.mark.usefixtures("env")
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
+@pytest.mark.parametrize("on_stdin", [False, True])
+def test_an_input_file_that_is_not_utf8_is_refused_naming_the_line(
+    store: LocalStore,
+    bucket_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    encoding: str,
+    on_stdin: bool,
+) -> None:
+    data = f"oss://{bucket_name}/k dé.txt\n".encode(encoding)
+    store.put(bucket_name, "k", b"x")
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(data)
+    source = str(listing)
+    if on_stdin:  # as a UTF-8 locale's stdin decodes: strictly
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+        source = "-"
+    out = tmp_path / "out"
+    assert cli.main(["-i", source, str(out), "--endpoint", store.endpoint]) == 2
+    where = "stdin" if on_stdin else str(listing)
+    assert f"{where}:1: the line is not UTF-8 text" in capsys.readouterr().err
+    assert store.requests(bucket_name, "GET") == []
+    assert not out.exists()
 
 
 @pytest.mark.usefixtures("env")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import io
 import os
 import shlex
 import sys
@@ -357,11 +358,15 @@ def read_input_file(path: str, stdin: TextIO, buckets: Buckets) -> list[tuple[An
     """
     items = []
     with contextlib.ExitStack() as stack:
+        # Bytes that are not UTF-8 decode to lone surrogates, so that the line they are
+        # on is named (a decoding error would name none) and refused.
         if path == "-":
             lines: TextIO = stdin
+            if isinstance(stdin, io.TextIOWrapper):
+                stdin.reconfigure(errors="surrogateescape")
         else:
             try:
-                lines = stack.enter_context(open(path, encoding="utf-8"))
+                lines = stack.enter_context(open(path, encoding="utf-8", errors="surrogateescape"))
             except OSError as exc:
                 raise InvalidArgumentError(f"cannot read the input file {path}: {exc}") from exc
         for number, line in enumerate(lines, 1):
@@ -369,12 +374,24 @@ def read_input_file(path: str, stdin: TextIO, buckets: Buckets) -> list[tuple[An
             # A Windows editor's byte order mark, in a file or on stdin, is not part of SRC.
             text = line.removeprefix(_BOM) if number == 1 else line
             try:
+                _check_utf8(text)
                 item = _input_line(text, buckets)
             except InvalidArgumentError as exc:
                 raise InvalidArgumentError(f"{where}: {exc}") from exc
             if item is not None:
                 items.append(item)
     return items
+
+
+def _check_utf8(line: str) -> None:
+    # Keys and the tree's state are UTF-8: a DEST that is not could not be recorded.
+    if not line.isascii():
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(
+                "the line is not UTF-8 text (input files are read as UTF-8)"
+            ) from None
 
 
 _BOM = "\ufeff"

@@ -135,9 +135,11 @@ def run(args: argparse.Namespace) -> ExitCode:
     code = exit_code(result)
     if args.json:
         output.emit_json(output.batch_summary(result, code, elapsed))
-    elif not args.quiet:
+        return code
+    if not args.quiet:
         if args.recursive and result.empty:
             output.notice(f"nothing is listed under {args.src} (for one object, leave out -r)")
         output.summary_line(output.human_batch_summary(result, elapsed))
-        output.failed_keys(result, with_path=not args.recursive)
+    # Errors, which -q does not silence: without them a failed run would say nothing.
+    output.failed_keys(result, with_path=not args.recursive)
     return code
