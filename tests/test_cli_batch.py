@@ -256,6 +256,30 @@ def test_batch_usage_errors_exit_2(
 
 
 @pytest.mark.usefixtures("env")
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["oss://b/k", "s3://b/k"], "DEST 's3://b/k'"),
+        (["oss://b/p/", "s3://b/q/", "-r"], "DIR 's3://b/q/'"),
+        (["-i", "list.txt", "https://h/d"], "DIR 'https://h/d'"),
+    ],
+)
+def test_a_url_where_a_local_path_belongs_is_refused(
+    args: list[str],
+    named: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "list.txt").write_text("oss://b/k\n")
+    assert cli.main([*args, "--endpoint", "http://127.0.0.1:9"]) == 2
+    message = f"partdl: error: {named} is a URL: partdl downloads to a local path"
+    assert capsys.readouterr().err.startswith(message)
+    assert os.listdir(tmp_path) == ["list.txt"]
+
+
+@pytest.mark.usefixtures("env")
 def test_a_missing_bucket_exits_3(
     store: LocalStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

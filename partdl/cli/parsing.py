@@ -479,7 +479,16 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         missing = [name for name, value in (("SRC", args.src), ("DEST", args.dest)) if not value]
         if missing:
             parser.error(f"the following arguments are required: {', '.join(missing)}")
+    name, local = ("DIR", args.src) if args.input_file is not None else ("DEST", args.dest)
+    if args.recursive:
+        name = "DIR"
+    # "s3://b/k" as DEST would quietly become the folders s3:/b/k.
+    if local is not None and _URL.match(local):
+        parser.error(f"{name} {local!r} is a URL: partdl downloads to a local path")
     return args
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def check_tree(args: argparse.Namespace) -> None:
