@@ -589,7 +589,10 @@ def run_batch(
                     os.makedirs(root, exist_ok=True)
                 except OSError as exc:
                     raise files.local_error(exc, root, "make the directory") from exc
-                os.makedirs(state_dir(root), exist_ok=True)
+                try:
+                    os.makedirs(state_dir(root), exist_ok=True)
+                except OSError as exc:  # a read-only DIR that exists, say
+                    raise files.local_error(exc, state_dir(root), "make the folder") from exc
                 stack.callback(footprint.remove_folders)  # last: once the lock is gone
                 stack.enter_context(TreeLock(root))
                 stack.callback(footprint.remove_state)  # after the state closes, under the lock

@@ -395,6 +395,21 @@ def test_unsafe_and_conflicting_keys_fail_alone_and_nothing_escapes(
     assert isinstance(caught.value, partdl.PartdlError)
 
 
+def test_a_state_folder_that_cannot_be_made_is_named(
+    store: LocalStore, bucket_name: str, tmp_path: Path
+) -> None:
+    # As on a read-only DIR: the state folder cannot be made (here a file has its name).
+    root = tmp_path / "out"
+    root.mkdir()
+    (root / ".partdl").write_bytes(b"not a folder")
+    put_all(store, bucket_name, {"p/y": b"y"})
+    with pytest.raises(partdl.LocalFileError) as caught:
+        partdl.download_prefix(make_bucket("oss", store, bucket_name), "p/", root)
+    assert caught.value.strerror == f"cannot make the folder {root / '.partdl'}: File exists"
+    assert sorted(os.listdir(root)) == [".partdl"]
+    assert store.requests(bucket_name, "GET") == []
+
+
 def test_an_existing_link_in_the_tree_is_never_followed(
     store: LocalStore, bucket_name: str, bucket: Any, tmp_path: Path
 ) -> None:
