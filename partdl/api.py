@@ -114,7 +114,7 @@ def download_file(
 
     ``bucket`` is an ``oss2.Bucket``, an :class:`OssV2Bucket` (an OSS SDK V2 client and
     a bucket name), a :class:`S3Bucket` (a boto3 client and a bucket name) or a boto3
-    ``s3.Bucket`` resource. ``part_size`` (100 KB to 5 GB; chosen from the
+    ``s3.Bucket`` resource. ``part_size`` (100 KiB to 5 GiB; chosen from the
     object size when None) and ``task_num`` (parallel GETs) shape the transfer. With
     ``checkpoint`` a ``<path>.dcp`` file (or ``checkpoint_file``) records finished
     parts, so running the same call again after any interruption fetches only what is

@@ -58,13 +58,13 @@ _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)")
 
 
 def parse_size(text: str) -> int:
-    """``8MiB``, ``100KB``, ``1.5GB``, ``4096``: KB/MB/GB/TB are powers of 1000, KiB... of 1024.
+    """``8MiB``, ``512KB``, ``1.5GB``, ``4096``: KB/MB/GB/TB are powers of 1000, KiB... of 1024.
 
     A bare ``K``/``M``/``G`` is refused because tools disagree on what it means.
     """
     match = _SIZE.fullmatch(text.strip())
     if match is None:
-        raise InvalidArgumentError(f"{text!r} is not a size such as 8MiB, 100KB or 1.5GB")
+        raise InvalidArgumentError(f"{text!r} is not a size such as 8MiB, 512KB or 1.5GB")
     number, unit = match.groups()
     multiplier = _UNITS.get(unit.lower())
     if multiplier is None:
