@@ -235,6 +235,21 @@ def test_an_input_file_that_is_not_utf8_is_refused_naming_the_line(
 
 
 @pytest.mark.usefixtures("env")
+def test_stdin_is_read_as_utf8_whatever_the_locale(
+    store: LocalStore,
+    bucket_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store.put(bucket_name, "k", b"x")
+    data = f"oss://{bucket_name}/k dé.txt\n".encode()
+    # A Latin-1 locale's stdin would decode the name as "dÃ©.txt".
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data), encoding="latin-1"))
+    assert cli.main(["-i", "-", str(tmp_path), "--endpoint", store.endpoint, "-q"]) == 0
+    assert (tmp_path / "dé.txt").read_bytes() == b"x"
+
+
+@pytest.mark.usefixtures("env")
 @pytest.mark.parametrize(
     "args",
     [

@@ -479,11 +479,10 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         missing = [name for name, value in (("SRC", args.src), ("DEST", args.dest)) if not value]
         if missing:
             parser.error(f"the following arguments are required: {', '.join(missing)}")
-    name, local = ("DIR", args.src) if args.input_file is not None else ("DEST", args.dest)
-    if args.recursive:
-        name = "DIR"
+    local = args.src if args.input_file is not None else args.dest  # -i's one path is DIR
     # "s3://b/k" as DEST would quietly become the folders s3:/b/k.
     if local is not None and _URL.match(local):
+        name = "DEST" if args.mode is Mode.ONE else "DIR"
         parser.error(f"{name} {local!r} is a URL: partdl downloads to a local path")
     return args
 

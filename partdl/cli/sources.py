@@ -362,8 +362,8 @@ def read_input_file(path: str, stdin: TextIO, buckets: Buckets) -> list[tuple[An
         # on is named (a decoding error would name none) and refused.
         if path == "-":
             lines: TextIO = stdin
-            if isinstance(stdin, io.TextIOWrapper):
-                stdin.reconfigure(errors="surrogateescape")
+            if isinstance(stdin, io.TextIOWrapper):  # as a file is read, whatever the locale
+                stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
         else:
             try:
                 lines = stack.enter_context(open(path, encoding="utf-8", errors="surrogateescape"))
