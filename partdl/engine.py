@@ -347,9 +347,15 @@ class ObjectDownload:
         attempts = Attempts(self._options.retry, self.stop, f"looking up {self._backend.source}")
         while True:
             try:
-                return self._backend.stat()
+                stat = self._backend.stat()
             except TransientError as exc:
                 attempts.failed(exc)
+                continue
+            if not stat.ranged:  # said here, where the plan is made, not by the backend
+                logger.warning(
+                    "%s ignores byte ranges: downloading it as one stream", self._backend.source
+                )
+            return stat
 
     def _result(self, job: _Job, checksum: Checksum) -> DownloadResult:
         is_crc64 = checksum.algorithm is ChecksumAlgorithm.CRC64XZ

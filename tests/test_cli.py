@@ -603,6 +603,20 @@ def test_the_command_closes_its_connections(tmp_path: Path, many: bool) -> None:
     assert reused  # or nothing was left open to be closed
 
 
+def test_a_range_from_a_server_that_ignores_ranges_is_refused_without_a_fallback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    with ObjectServer(os.urandom(3 * PART), ranges=False) as server:
+        assert cli.main([server.url(), str(out), "--range", "0-99"]) == 2
+    # (The test server reports on stderr too, the probe's connection closed mid-body.)
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("partdl:")]
+    assert said == [
+        f"partdl: error: {server.url()} ignores byte ranges, so it cannot serve range 0-99"
+    ]
+    assert os.listdir(tmp_path) == []
+
+
 def read_terminal(master: int) -> str:
     """Everything written to a pseudo-terminal until its last writer closes it."""
     chunks = []

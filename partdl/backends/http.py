@@ -321,8 +321,6 @@ class HttpBackend:
         stat = self._head() if self._head_url is not None else None
         if stat is None or not stat.ranged:
             stat = self._probe()
-        if not stat.ranged:
-            logger.warning("%s ignores byte ranges: downloading it as one stream", self._location)
         if not stat.etag and not stat.last_modified:
             logger.warning(
                 "%s sends neither ETag nor Last-Modified: a change during the download "
