@@ -340,22 +340,22 @@ class ObjectDownload:
         files.remove_quietly(path)
 
     def _head(self) -> ObjectStat:
-        """HEAD the object, retrying transient failures like any ranged GET."""
-        # No worker of this object runs during its HEAD; its stop event still cuts a
-        # backoff short when everything is stopping. Not named "HEAD": a URL's backend
-        # may pin it with a ranged GET, and the error it raises names its request.
+        """Look the object up (a HEAD, or a URL's ranged GET), retrying transient
+        failures like any ranged GET."""
+        # No worker of this object runs meanwhile; its stop event still cuts a backoff
+        # short when everything is stopping. The error the backend raises names its request.
         attempts = Attempts(self._options.retry, self.stop, f"looking up {self._backend.source}")
         while True:
             try:
                 stat = self._backend.stat()
+                break
             except TransientError as exc:
                 attempts.failed(exc)
-                continue
-            if not stat.ranged:  # said here, where the plan is made, not by the backend
-                logger.warning(
-                    "%s ignores byte ranges: downloading it as one stream", self._backend.source
-                )
-            return stat
+        if not stat.ranged:  # said here, where the plan is made, not by the backend
+            logger.warning(
+                "%s ignores byte ranges: downloading it as one stream", self._backend.source
+            )
+        return stat
 
     def _result(self, job: _Job, checksum: Checksum) -> DownloadResult:
         is_crc64 = checksum.algorithm is ChecksumAlgorithm.CRC64XZ
