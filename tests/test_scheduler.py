@@ -121,14 +121,18 @@ def test_an_idle_worker_takes_over_the_back_of_the_range_still_running(scene: Sc
     assert scene.out.read_bytes() == data
     gets = scene.gets()
     ranges = [g.range for g in gets]
-    # One GET per part, plus the split one inside part 0.
-    assert sorted(span(r)[0] // BIG for r in gets) == [0, 0, 1, 2, 3], ranges
-    (back,) = [r for r in gets if span(r)[0] % BIG]
-    first, last = span(back)
+    # One GET per part, plus the split ones inside part 0.
+    starts = sorted(span(r)[0] // BIG for r in gets)
+    assert starts.count(0) >= 2, ranges
+    assert starts[starts.count(0) :] == [1, 2, 3], ranges
+    backs = sorted((r for r in gets if span(r)[0] % BIG), key=lambda r: span(r)[0])
     # The back of part 0, from the bytes its running GET had claimed: that GET
     # delivered nothing after its first 10,000 bytes, so it keeps only its first read.
-    assert (first, last) == (64 * 1024, BIG - 1)
-    assert back.complete
+    assert span(backs[0]) == (64 * 1024, BIG - 1), ranges
+    # On a loaded machine the worker freed by the release may find that back GET still
+    # being read and split it in turn: each later split is a back of the one before.
+    assert all(span(r)[1] == BIG - 1 for r in backs), ranges
+    assert backs[-1].complete
     assert (result.parts_total, result.parts_fetched) == (4, 4)
     assert leftovers(scene.out.parent, "out") == []
 
