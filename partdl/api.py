@@ -281,6 +281,7 @@ def download_prefix(
     from .batch import Entry, run_batch
     from .filters import PathFilter
     from .keys import relative_to_prefix
+    from .readahead import ReadAhead
 
     options = TransferOptions.of(
         part_size=part_size,
@@ -298,24 +299,27 @@ def download_prefix(
     if prefix and not prefix.endswith("/"):
         prefix += "/"
     template = bucket_backend(bucket, prefix, options)
+    # The next page is requested while the keys of the last one are being fetched.
+    listing = ReadAhead(template.list_objects(prefix))
 
     def entries() -> Iterator[Entry]:
-        for listed in template.list_objects(prefix):
+        for listed in listing:
             relative = relative_to_prefix(listed.key, prefix)
             if select.active and not select(relative.rstrip("/")):
                 continue
             key = listed.key
             yield Entry(key, relative, listed, lambda key=key: template.for_key(key))  # type: ignore[misc]
 
-    return run_batch(
-        entries(),
-        directory=os.fspath(directory),
-        options=options,
-        dry_run=dry_run,
-        progress_callback=progress_callback,
-        on_object=on_object,
-        executor=_checked_executor(executor),
-    )
+    with listing:
+        return run_batch(
+            entries(),
+            directory=os.fspath(directory),
+            options=options,
+            dry_run=dry_run,
+            progress_callback=progress_callback,
+            on_object=on_object,
+            executor=_checked_executor(executor),
+        )
 
 
 def download_many(

@@ -586,6 +586,26 @@ def test_every_backends_listing_streams_page_by_page(store: LocalStore, bucket_n
         assert len(listings(seen.take())) == 1, kind
 
 
+@pytest.mark.parametrize("kind", ["oss-direct", "s3"])
+def test_a_tree_asks_for_its_next_page_while_fetching_the_first(
+    store: LocalStore, bucket_name: str, kind: str, tmp_path: Path
+) -> None:
+    keys = [f"p/{i:04}" for i in range(1001)]  # one more than a page
+    store.put_empty(bucket_name, keys)
+    seen = Requests(store, bucket_name)
+
+    result = partdl.download_prefix(make_bucket(kind, store, bucket_name), "p/", tmp_path)
+
+    assert len(result.downloaded) == 1001
+    order = seen.take()
+    second_page = order.index(listings(order)[1])
+    gets_before = [s.key for s in order[:second_page] if s.key]
+    # Listed on the scheduler's own thread, the second page was asked for only once
+    # the first page's 1,000 keys had been handed out.
+    assert len(gets_before) < 500
+    assert sorted(s.key for s in order if s.key) == keys
+
+
 def test_download_many_across_buckets_and_urls(store: LocalStore, tmp_path: Path) -> None:
     one, two = store.new_bucket(), store.new_bucket()
     data = {key: os.urandom(size) for key, size in (("a", 3000), ("b", 2 * PART + 7), ("c", 10))}
