@@ -310,7 +310,7 @@ def download_prefix(
             key = listed.key
             yield Entry(key, relative, listed, lambda key=key: template.for_key(key))  # type: ignore[misc]
 
-    with listing:
+    with contextlib.closing(listing):
         return run_batch(
             entries(),
             directory=os.fspath(directory),

@@ -4,8 +4,8 @@ A tree's listing arrives a page at a time, and each page is a request: pulled on
 scheduler's thread, the request for the next page waited with the pool running dry
 (tens of milliseconds a page on loopback, hundreds against a remote store, once every
 1,000 keys). Read ahead, the next page is on its way while the keys of the last one
-are being fetched; at most ``batch x depth`` keys wait, so memory stays flat however
-long the listing.
+are being fetched; at most ``batch x depth`` keys are queued (and one batch is being
+filled), so memory stays flat however long the listing.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 import queue
 import threading
 from collections.abc import Iterable, Iterator
-from types import TracebackType
 from typing import Generic, NamedTuple, TypeVar
 
 T = TypeVar("T")
@@ -40,7 +39,7 @@ class ReadAhead(Generic[T]):
 
     Iterate it once. Items reach the reader ``batch`` at a time, and at most ``depth``
     batches wait for it; an error of the source is raised to the reader after the items
-    before it. :meth:`close` (or leaving the ``with`` block) stops the thread after its
+    before it. :meth:`close` (``contextlib.closing`` calls it) stops the thread after its
     current step and closes the source there.
     """
 
@@ -60,17 +59,6 @@ class ReadAhead(Generic[T]):
         self._thread = threading.Thread(
             target=self._produce, args=(iter(source),), name=name, daemon=True
         )
-
-    def __enter__(self) -> ReadAhead[T]:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __iter__(self) -> Iterator[T]:
         if self._thread.ident is not None:

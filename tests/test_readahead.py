@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import closing
 
 import pytest
 
@@ -14,7 +15,7 @@ WAIT = 10.0  # seconds a test waits for the other thread before it fails
 
 @pytest.mark.parametrize(("count", "batch"), [(0, 3), (1, 3), (9, 3), (10, 3), (1050, 100)])
 def test_every_item_arrives_in_order(count: int, batch: int) -> None:
-    with ReadAhead(range(count), batch=batch, depth=2) as listing:
+    with closing(ReadAhead(range(count), batch=batch, depth=2)) as listing:
         assert list(listing) == list(range(count))
 
 
@@ -27,7 +28,7 @@ def test_an_error_of_the_source_follows_the_items_before_it() -> None:
 
     got: list[int] = []
     listing = ReadAhead(source(), batch=2, depth=2)
-    with pytest.raises(OSError, match="third page") as raised, listing:
+    with pytest.raises(OSError, match="third page") as raised, closing(listing):
         got.extend(listing)
     assert raised.value is failure
     assert got == [0, 1, 2, 3, 4]
@@ -41,7 +42,7 @@ def test_the_next_page_is_asked_for_while_the_first_is_still_being_used() -> Non
         asked.set()  # the request for page two
         yield from range(10, 20)
 
-    with ReadAhead(pages(), batch=5, depth=4) as listing:
+    with closing(ReadAhead(pages(), batch=5, depth=4)) as listing:
         items = iter(listing)
         assert next(items) == 0
         # Read on the caller's thread, page two would be asked only after item 9.
@@ -61,7 +62,7 @@ def test_the_lead_is_bounded() -> None:
             yield pulled
             pulled += 1
 
-    with ReadAhead(endless(), batch=batch, depth=depth) as listing:
+    with closing(ReadAhead(endless(), batch=batch, depth=depth)) as listing:
         for item in listing:
             assert item == consumed
             consumed += 1
@@ -85,7 +86,7 @@ def test_leaving_early_stops_the_thread_and_closes_the_source() -> None:
             closed.set()
 
     listing = ReadAhead(endless(), batch=4, depth=2, name="test-list")
-    with listing:
+    with closing(listing):
         assert next(iter(listing)) == 0
     assert closed.wait(WAIT)
     listing._thread.join(WAIT)
