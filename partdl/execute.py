@@ -5,12 +5,13 @@
 ends. Every object goes through ONE :class:`partdl.scheduler.Scheduler`: ``task_num``
 serving loops on one pool, whatever the objects. An object of one part is a
 :class:`~partdl.scheduler.Task` those loops run (one GET, no HEAD:
-:class:`SmallFetcher`; up to ``GROUP`` of the smallest share one loop, their GETs in
-flight together); a larger one is an :class:`~partdl.engine.ObjectDownload`
-whose parts are a job on the same board, so small and large objects overlap and an
-idle loop splits the straggler of whichever object it is. The steps of a large
-object that send no GET of data (its HEAD, the verification of its checkpoint, the
-checksum compare and the commit) run on a couple of side threads, never on the pool.
+:class:`SmallFetcher`; up to ``GROUP_OBJECTS`` of the smallest share one loop,
+``GROUP`` of their GETs in flight together); a larger one is an
+:class:`~partdl.engine.ObjectDownload` whose parts are a job on the same board, so
+small and large objects overlap and an idle loop splits the straggler of whichever
+object it is. The steps of a large object that send no GET of data (its HEAD, the
+verification of its checkpoint, the checksum compare and the commit) run on a couple
+of side threads, never on the pool.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .engine import ObjectDownload, verify_here
 from .errors import IntegrityError, ObjectChangedDuringRead, PartdlError, TransientError
 from .listing import ListedObject, PendingWhole, PipelinedBackend, WholeObjectBackend, mtime_ns
 from .model import Checksum, DownloadResult, ObjectStat
+from .opener import Opener, Opening
 from .options import TransferOptions, make_target
 from .scheduler import Job, Scheduler, Task, Work
 from .worker import Attempts, PartDone, Progress, Stopped, pwrite_all
@@ -47,16 +49,21 @@ logger = logging.getLogger("partdl")
 # Threads for the steps of large objects that send no GET of data (HEAD, verifying a
 # checkpoint, committing): as many large objects are prepared ahead of the loops.
 SIDE_THREADS = 2
-# Objects up to GROUP_MAX_SIZE are fetched up to GROUP at a time by one serving loop,
-# their GETs in flight together (partdl's own clients only). Such an object costs far
-# more CPU than bytes, and eight loops each handing the GIL over at every system call
-# of its GET spent a third more CPU (in context switches) than fewer loops keeping the
-# same eight GETs in flight: 2,000 objects of 64 KiB to the disk took 2.32, 2.23 and
-# 2.06 s (medians of six, caches dropped before each) with groups of two, four and
-# eight. The size bound is the kernel's first receive buffer (Linux: 128 KiB), so a
-# whole answer waits in it while the loop reads another, its sender never held back
-# by the window; larger objects are bound by bytes: one loop each.
+# Objects up to GROUP_MAX_SIZE are fetched GROUP_OBJECTS at a time by one serving loop,
+# up to GROUP of their GETs in flight together (partdl's own clients only). Such an
+# object costs far more CPU than bytes, and eight loops each handing the GIL over at
+# every system call of its GET spent a third more CPU (in context switches) than
+# fewer loops keeping the same eight GETs in flight: 2,000 objects of 64 KiB to the
+# disk took 2.32, 2.23 and 2.06 s (medians of six, caches dropped before each) with
+# groups of two, four and eight. The size bound is the kernel's first receive buffer
+# (Linux: 128 KiB), so a whole answer waits in it while the loop reads another, its
+# sender never held back by the window; larger objects are bound by bytes: one loop
+# each. A group holds more objects than it has GETs in flight, since its last few
+# GETs run with the rest of its grant idle, and the next group starts only after the
+# orchestrator heard: groups of 32 took 1.09 s against 1.13 s for groups of 8 (2,000
+# objects of 64 KiB, nine alternating runs; 128 took 1.08 s).
 GROUP = 8
+GROUP_OBJECTS = 32
 GROUP_MAX_SIZE = 128 * 1024
 # How long a group waits for any of its answers to begin before reading the first one
 # under that GET's own read timeout.
@@ -172,13 +179,15 @@ def execute(
         ThreadPoolExecutor(SIDE_THREADS, thread_name_prefix="partdl-side") as side,
     ):
         committer = Committer(durable=options.fsync)
-        run = _Run(plans, options, meter, on_outcome, scheduler, side, committer)
+        opener = Opener()
+        run = _Run(plans, options, meter, on_outcome, scheduler, side, committer, opener)
         try:
             scheduler.run(run, on_tick=meter.tick)
         except BaseException as exc:
             run.stop(side, exc)
             raise
         finally:
+            opener.close()
             committer.close(discard=True)  # empty by now unless the run failed
 
 
@@ -219,6 +228,7 @@ class _Run:
         scheduler: Scheduler,
         side: ThreadPoolExecutor,
         committer: Committer,
+        opener: Opener,
     ) -> None:
         self._plans: Iterator[PlannedObject] | None = iter(plans)
         self._options = options
@@ -228,7 +238,12 @@ class _Run:
         self._side = side
         self._small_stop = threading.Event()
         self._small = SmallFetcher(
-            options, self._small_stop, meter, committer=committer, deliver=self._deliver
+            options,
+            self._small_stop,
+            meter,
+            committer=committer,
+            opener=opener,
+            deliver=self._deliver,
         )
         self._committing = 0
         """Small objects with the group committer: fetched, not yet reported."""
@@ -331,7 +346,7 @@ class _Run:
         """``plan``'s GET as a task, with those of the small objects after it if it groups."""
         plans = [plan]
         if self._groups(plan):
-            while len(plans) < self._width and (following := self._pull()) is not None:
+            while len(plans) < GROUP_OBJECTS and (following := self._pull()) is not None:
                 if not self._groups(following):
                     self._held = following
                     break
@@ -339,7 +354,7 @@ class _Run:
         if len(plans) == 1:
             return Task(functools.partial(self._small.fetch_alone, plan), self._small_stop)
         group = functools.partial(self._small.fetch_group, tuple(plans))
-        return Task(group, self._small_stop, width=len(plans))
+        return Task(group, self._small_stop, width=min(len(plans), self._width))
 
     def _groups(self, plan: PlannedObject) -> bool:
         """Whether ``plan``'s GET may share a serving loop with other small objects'."""
@@ -462,26 +477,36 @@ class SmallFetcher:
         meter: Meter,
         *,
         committer: Committer,
+        opener: Opener,
         deliver: Callable[[ObjectOutcome], None],
     ) -> None:
         self._options = options
         self._stop = stop
         self._meter = meter
         self._committer = committer
+        self._opener = opener
         self._deliver = deliver
         # Read once per run, not per file (a umask changed during the run is not seen).
         self._umask = files.current_umask()
 
     def fetch(
-        self, plan: PlannedObject, view: memoryview, sent: PendingWhole | None = None
+        self,
+        plan: PlannedObject,
+        view: memoryview,
+        sent: PendingWhole | None = None,
+        opening: Opening | None = None,
     ) -> Placed | PlannedObject:
-        """Fetch one small object; ``sent`` is its GET if already written (a group's)."""
+        """Fetch one small object; ``sent`` is its GET if already written and ``opening``
+        its temp file if already asked for (a group's)."""
         try:
-            return self._fetch(plan, view, sent)
+            return self._fetch(plan, view, sent, opening)
         except ObjectChangedDuringRead:
             return plan
         except PartdlError as exc:
             return _failed(plan, exc)
+        finally:
+            if opening is not None:
+                opening.discard()  # not taken: handed back, or failed before the body
 
     def fetch_alone(
         self, plan: PlannedObject, view: memoryview, width: int
@@ -499,20 +524,22 @@ class SmallFetcher:
         object is fetched, retried, verified and placed as :meth:`fetch` does it alone.
         """
         todo = deque(plans)
-        waiting: list[tuple[PlannedObject, PendingWhole | None]] = []
+        waiting: list[tuple[PlannedObject, PendingWhole | None, Opening]] = []
         results: list[Placed | PlannedObject] = []
         try:
             while todo or waiting:
                 while todo and len(waiting) < width:
                     plan = todo.popleft()
-                    waiting.append((plan, self._begin(plan)))
-                for index in sorted(_answered([sent for _, sent in waiting]), reverse=True):
-                    plan, sent = waiting.pop(index)
-                    results.append(self.fetch(plan, view, sent))
+                    sent = self._begin(plan)
+                    waiting.append((plan, sent, self._opener.ask(plan.destination)))
+                for index in sorted(_answered([sent for _, sent, _ in waiting]), reverse=True):
+                    plan, sent, opening = waiting.pop(index)
+                    results.append(self.fetch(plan, view, sent, opening))
         finally:
-            for _, sent in waiting:  # stopped: these answers are not read
+            for _, sent, opening in waiting:  # stopped: these answers are not read
                 if sent is not None:
                     sent.close()
+                opening.discard()
         return results
 
     def _begin(self, plan: PlannedObject) -> PendingWhole | None:
@@ -527,7 +554,11 @@ class SmallFetcher:
             return None
 
     def _fetch(
-        self, plan: PlannedObject, view: memoryview, sent: PendingWhole | None
+        self,
+        plan: PlannedObject,
+        view: memoryview,
+        sent: PendingWhole | None,
+        opening: Opening | None,
     ) -> Placed | PlannedObject:
         etag = plan.listed.etag if plan.listed else None
         attempts = Attempts(self._options.retry, self._stop, f"GET {plan.backend.source}")
@@ -546,8 +577,11 @@ class SmallFetcher:
                 body.close()
                 return plan
             try:
-                written = self._write(plan, stat, body, view)
+                # The temp file asked for ahead serves the first attempt to get this far.
+                written = self._write(plan, stat, body, view, opening)
+                opening = None
             except TransientError as exc:
+                opening = None
                 attempts.failed(exc)
                 continue
             if written is None:
@@ -573,21 +607,30 @@ class SmallFetcher:
             return self._place(plan, written, _done(plan, result, written.mtime))
 
     def _write(
-        self, plan: PlannedObject, stat: ObjectStat, body: RangeBody, view: memoryview
+        self,
+        plan: PlannedObject,
+        stat: ObjectStat,
+        body: RangeBody,
+        view: memoryview,
+        opening: Opening | None,
     ) -> _Written | None:
-        """Stream ``body`` into a new temp file and finish it (mode, mtime) if it checks out.
+        """Stream ``body`` into a new temp file (``opening``'s, if given) and finish it
+        (mode, mtime) if it checks out.
 
         Returns the finished file, its descriptor still open, or None (and nothing left)
         when the checksum does not match.
         """
         destination = plan.destination
-        temp = files.new_temp_path(destination)
         algorithm = codec.part_algorithm(stat)
         update = updater(algorithm)
         written = crc = 0
         try:
-            # No reservation: the bytes follow at once, and a full disk fails the write.
-            fd = files.create_temp(temp, stat.size, reserve=False)
+            if opening is not None:
+                temp, fd = opening.temp, opening.take()
+            else:
+                temp = files.new_temp_path(destination)
+                # No reservation: the bytes follow at once, and a full disk fails the write.
+                fd = files.create_temp(temp, stat.size, reserve=False)
         except BaseException:
             body.close()
             raise

@@ -9,6 +9,7 @@ client would never end, and never decide a result.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -308,3 +309,42 @@ def test_many_small_objects_keep_several_gets_in_flight_within_task_num(
     requests = seen.take()
     for key in objects:
         assert [(s.method, s.range) for s in requests if s.key == key] == [("GET", None)]
+    # More objects than one group holds: every group kept GETs in flight together.
+    assert store.peak_in_flight(bucket_name) > 1
+    assert len(objects) > execute.GROUP_OBJECTS
+
+
+@pytest.mark.parametrize("kind", ["oss-direct", "s3-direct"])
+def test_a_small_object_changed_after_the_listing_leaves_no_temp_file_asked_for_it(
+    store: LocalStore, bucket_name: str, tmp_path: Path, kind: str
+) -> None:
+    objects = {f"g/{i:02}": os.urandom(2000 + i) for i in range(12)}
+    put_all(store, bucket_name, objects)
+    newer = os.urandom(5000)
+    changed = threading.Event()
+
+    def meddle(request: Seen) -> None:
+        # The group asked the opener for g/05's temp file as it wrote this GET, which
+        # now answers 412: that file is removed, and the object goes the engine's way.
+        if request.key == "g/05" and request.method == "GET" and not changed.is_set():
+            changed.set()
+            store.put(bucket_name, "g/05", newer)
+
+    def open_files() -> list[str]:
+        found = []
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                found.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return sorted(path for path in found if path.startswith(str(tmp_path)))
+
+    seen = Requests(store, bucket_name)
+    store.before_request = meddle
+    try:
+        partdl.download_prefix(make_bucket(kind, store, bucket_name), "g/", tmp_path, task_num=4)
+    finally:
+        store.before_request = None
+    assert changed.is_set()
+    assert tree(tmp_path) == {k[2:]: v for k, v in objects.items()} | {"05": newer}
+    assert [name for name in os.listdir(tmp_path) if name.endswith(".tmp")] == []
+    assert open_files() == []  # the temp file given up was closed, not only swept
+    assert heads(seen.take(), "g/05") == 1  # pinned again: the new version
