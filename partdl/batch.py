@@ -83,6 +83,10 @@ class BatchFailure(NamedTuple):
     key: str
     path: str
     error: PartdlError
+    source: str = ""
+    """The object as its store names it (``oss://bucket/key``, a URL without its
+    query string), when a request was made for it; empty for a key refused before
+    (an unsafe name, a path another key took)."""
 
 
 @dataclass(slots=True)
@@ -374,7 +378,8 @@ class _Batch:
             counters.files_skipped += 1
         else:
             assert outcome.error is not None
-            result.failures.append(BatchFailure(outcome.key, outcome.path, outcome.error))
+            failure = BatchFailure(outcome.key, outcome.path, outcome.error, outcome.source)
+            result.failures.append(failure)
             counters.files_failed += 1
             if planned:
                 counters.files_total -= 1

@@ -138,16 +138,23 @@ def test_every_failed_line_is_listed_with_its_dest(
     out, err = capsys.readouterr()
     assert "1 downloaded" in out
     assert "3 failed" in out
-    for key, dest in (("k", "from-other"), ("gone", "one"), ("gone", "two")):
-        assert f"partdl: failed: {key} -> {root / dest}: " in err
+    # The bucket tells the two k apart: the object is named by its source.
+    for source, dest in (
+        (f"oss://{other}/k", "from-other"),
+        (f"oss://{bucket_name}/gone", "one"),
+        (f"oss://{bucket_name}/gone", "two"),
+    ):
+        assert f"partdl: failed: {source} -> {root / dest}: " in err
 
     assert run(store, "-i", str(listing), str(root), "--json") == cli.ExitCode.PARTIAL
     summary = json_line(capsys.readouterr().out)
-    failed = sorted((f["key"], Path(f["path"]).name, f["error"]) for f in summary["failed"])
+    failed = sorted(
+        (f["key"], f["source"], Path(f["path"]).name, f["error"]) for f in summary["failed"]
+    )
     assert failed == [
-        ("gone", "one", "not_found"),
-        ("gone", "two", "not_found"),
-        ("k", "from-other", "not_found"),
+        ("gone", f"oss://{bucket_name}/gone", "one", "not_found"),
+        ("gone", f"oss://{bucket_name}/gone", "two", "not_found"),
+        ("k", f"oss://{other}/k", "from-other", "not_found"),
     ]
 
 

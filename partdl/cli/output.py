@@ -230,10 +230,11 @@ def human_object_summary(result: DownloadResult, elapsed: float) -> str:
 # -- many objects -------------------------------------------------------------------------
 
 
-def _failure_line(key: str, path: str, error: BaseException, with_path: bool) -> str:
-    """``with_path`` names where it was going: lines of an input file may name one key
-    more than once; in a tree the key says it."""
-    shown = f"{key} -> {path}" if with_path else key
+def _failure_line(key: str, source: str, path: str, error: BaseException, with_path: bool) -> str:
+    """``with_path`` names the object by its source and where it was going: lines of an
+    input file may name one key in several buckets, or one object more than once; in a
+    tree the key says it."""
+    shown = f"{source or key} -> {path}" if with_path else key
     return f"failed: {shown}: {describe(error)}"
 
 
@@ -241,7 +242,8 @@ def outcome_line(outcome: ObjectOutcome, dry_run: bool, *, with_path: bool = Fal
     from ..execute import Status
 
     if outcome.status is Status.FAILED:
-        return _failure_line(outcome.key, outcome.path, outcome.error or Exception(), with_path)
+        error = outcome.error or Exception()
+        return _failure_line(outcome.key, outcome.source, outcome.path, error, with_path)
     if outcome.status is Status.SKIPPED:
         return f"{'would skip' if dry_run else 'skipped'}: {outcome.key} (unchanged)"
     verb = "would download" if dry_run else "downloaded"
@@ -266,6 +268,7 @@ def batch_summary(result: BatchResult, code: ExitCode, elapsed: float) -> dict[s
         "failed": [
             {
                 "key": failure.key,
+                "source": failure.source or None,
                 "path": failure.path,
                 "error": exit_code_for(failure.error).name.lower(),
                 "message": describe(failure.error),
@@ -295,4 +298,4 @@ def human_batch_summary(result: BatchResult, elapsed: float) -> str:
 def failed_keys(result: BatchResult, *, with_path: bool = False) -> None:
     """Every failed object with its reason, on stderr."""
     for failure in result.failures:
-        notice(_failure_line(failure.key, failure.path, failure.error, with_path))
+        notice(_failure_line(failure.key, failure.source, failure.path, failure.error, with_path))
