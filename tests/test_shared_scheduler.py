@@ -315,7 +315,7 @@ def test_many_small_objects_keep_several_gets_in_flight_within_task_num(
 
 
 @pytest.mark.parametrize("kind", ["oss-direct", "s3-direct"])
-def test_a_small_object_changed_after_the_listing_leaves_no_temp_file_asked_for_it(
+def test_a_small_object_changed_after_the_listing_goes_the_large_way_and_leaves_nothing(
     store: LocalStore, bucket_name: str, tmp_path: Path, kind: str
 ) -> None:
     objects = {f"g/{i:02}": os.urandom(2000 + i) for i in range(12)}
@@ -324,8 +324,8 @@ def test_a_small_object_changed_after_the_listing_leaves_no_temp_file_asked_for_
     changed = threading.Event()
 
     def meddle(request: Seen) -> None:
-        # The group asked the opener for g/05's temp file as it wrote this GET, which
-        # now answers 412: that file is removed, and the object goes the engine's way.
+        # g/05's GET, written with the group's, now answers 412: the object goes the
+        # engine's way (HEAD, the new version), and nothing of the first try is left.
         if request.key == "g/05" and request.method == "GET" and not changed.is_set():
             changed.set()
             store.put(bucket_name, "g/05", newer)
@@ -346,5 +346,5 @@ def test_a_small_object_changed_after_the_listing_leaves_no_temp_file_asked_for_
     assert changed.is_set()
     assert tree(tmp_path) == {k[2:]: v for k, v in objects.items()} | {"05": newer}
     assert [name for name in os.listdir(tmp_path) if name.endswith(".tmp")] == []
-    assert open_files() == []  # the temp file given up was closed, not only swept
+    assert open_files() == []  # nothing of the run is still open
     assert heads(seen.take(), "g/05") == 1  # pinned again: the new version
