@@ -216,3 +216,32 @@ def test_without_syncfs_each_folder_is_fsynced(
     monkeypatch.setattr(files, "fsync_directory", synced.append)
     commit.flush_folders(folders)
     assert sorted(synced) == sorted(folders)
+
+
+def test_a_durable_batch_gathers_files_and_flushes_them_with_one_syncfs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = commit._syncfs()
+    assert real is not None  # this suite runs on Linux
+    calls: list[int] = []
+
+    def counting(fd: int) -> int:
+        calls.append(fd)
+        return real(fd)
+
+    monkeypatch.setattr(commit, "_syncfs", lambda: counting)
+    # A window no test waits out: the batch goes when GATHER_COUNT files are in.
+    monkeypatch.setattr(commit, "GATHER_DURABLE", 60.0)
+    outcomes = _Outcomes()
+    outcomes.expected = commit.GATHER_COUNT
+    committer = Committer()
+    for index in range(commit.GATHER_COUNT):
+        fd, temp = _temp(tmp_path, str(index), b"z" * index)
+        name = str(index)
+        committer.submit(Finished(fd, temp, str(tmp_path / name), outcomes.callback(name)))
+    assert outcomes.all_in.wait(10)
+    committer.close()
+
+    assert all(error is None for error in outcomes.seen.values())
+    assert len(calls) == 2  # the data of all of them, then all of their renames
+    assert sorted(os.listdir(tmp_path), key=int) == [str(i) for i in range(commit.GATHER_COUNT)]
