@@ -39,14 +39,20 @@ class _Outcomes:
         return done
 
 
-def test_every_file_is_put_in_place_and_told_once(tmp_path: Path) -> None:
+def _submit_numbered(committer: Committer, folder: Path, count: int, fill: bytes) -> _Outcomes:
+    """Files ``0`` .. ``count - 1`` (``fill`` times their number), handed to ``committer``."""
     outcomes = _Outcomes()
-    outcomes.expected = 40
-    committer = Committer(limit=8)
-    for index in range(40):
-        fd, temp = _temp(tmp_path, str(index), b"x" * index)
+    outcomes.expected = count
+    for index in range(count):
+        fd, temp = _temp(folder, str(index), fill * index)
         name = str(index)
-        committer.submit(Finished(fd, temp, str(tmp_path / name), outcomes.callback(name)))
+        committer.submit(Finished(fd, temp, str(folder / name), outcomes.callback(name)))
+    return outcomes
+
+
+def test_every_file_is_put_in_place_and_told_once(tmp_path: Path) -> None:
+    committer = Committer(limit=8)
+    outcomes = _submit_numbered(committer, tmp_path, 40, b"x")
     committer.close()
 
     assert outcomes.all_in.is_set()
@@ -170,13 +176,8 @@ def test_without_durability_files_are_renamed_in_batches_and_nothing_is_flushed(
 
     monkeypatch.setattr(commit, "flush", refuse)
     monkeypatch.setattr(files, "fsync_directory", refuse)
-    outcomes = _Outcomes()
-    outcomes.expected = count
     committer = Committer(durable=False)
-    for index in range(count):
-        fd, temp = _temp(tmp_path, str(index), b"y" * index)
-        name = str(index)
-        committer.submit(Finished(fd, temp, str(tmp_path / name), outcomes.callback(name)))
+    outcomes = _submit_numbered(committer, tmp_path, count, b"y")
     # Not closed yet: a lone file goes into place once the gathering time is up.
     assert outcomes.all_in.wait(10)
     committer.close()
@@ -232,13 +233,8 @@ def test_a_durable_batch_gathers_files_and_flushes_them_with_one_syncfs(
     monkeypatch.setattr(commit, "_syncfs", lambda: counting)
     # A window no test waits out: the batch goes when GATHER_COUNT files are in.
     monkeypatch.setattr(commit, "GATHER_DURABLE", 60.0)
-    outcomes = _Outcomes()
-    outcomes.expected = commit.GATHER_COUNT
     committer = Committer()
-    for index in range(commit.GATHER_COUNT):
-        fd, temp = _temp(tmp_path, str(index), b"z" * index)
-        name = str(index)
-        committer.submit(Finished(fd, temp, str(tmp_path / name), outcomes.callback(name)))
+    outcomes = _submit_numbered(committer, tmp_path, commit.GATHER_COUNT, b"z")
     assert outcomes.all_in.wait(10)
     committer.close()
 
