@@ -311,8 +311,6 @@ def download_prefix(
             yield Entry(key, relative, listed, lambda key=key: template.for_key(key))  # type: ignore[misc]
 
     with contextlib.closing(listing):
-        # The first page is on its way while the tree's folder, lock and state are made.
-        listing.start()
         return run_batch(
             entries(),
             directory=os.fspath(directory),

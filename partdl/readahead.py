@@ -59,19 +59,11 @@ class ReadAhead(Generic[T]):
         self._thread = threading.Thread(
             target=self._produce, args=(iter(source),), name=name, daemon=True
         )
-        self._iterated = False
-
-    def start(self) -> None:
-        """Begin reading now, before the first item is asked for; iterating starts it
-        too, if this was not called."""
-        if self._thread.ident is None:
-            self._thread.start()
 
     def __iter__(self) -> Iterator[T]:
-        if self._iterated:
+        if self._thread.ident is not None:
             raise RuntimeError("a ReadAhead is iterated once")
-        self._iterated = True
-        self.start()
+        self._thread.start()
         while True:
             got = self._queue.get()
             if isinstance(got, _End):

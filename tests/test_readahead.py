@@ -104,20 +104,3 @@ def test_it_is_iterated_once() -> None:
 def test_sizes_must_be_positive(batch: int, depth: int) -> None:
     with pytest.raises(ValueError, match="positive"):
         ReadAhead(range(3), batch=batch, depth=depth)
-
-
-def test_start_reads_before_the_first_item_is_asked_for() -> None:
-    asked = threading.Event()
-
-    def source() -> Iterator[int]:
-        asked.set()  # the first page's request would go out here
-        yield from range(5)
-
-    ahead = ReadAhead(source(), batch=2)
-    with closing(ahead):
-        ahead.start()
-        ahead.start()  # twice: still one thread
-        assert asked.wait(10)
-        assert list(ahead) == [0, 1, 2, 3, 4]
-        with pytest.raises(RuntimeError, match="once"):
-            list(ahead)
