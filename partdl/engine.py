@@ -396,7 +396,9 @@ class ObjectDownload:
                 stat=stat,
                 part_size=part_size,
             )
-            checkpoint = files.CheckpointFile(self._target.checkpoint_path, base)
+            checkpoint = files.CheckpointFile(
+                self._target.checkpoint_path, base, durable=self._options.fsync
+            )
             try:
                 # Written before the first byte so a crash never orphans the temp file.
                 checkpoint.open()
@@ -455,7 +457,9 @@ class ObjectDownload:
         job = _Job(stat, parts, fd, saved.temp_path, checkpoint=None)
         self._verify(verify, job, saved.parts)
         # Rewritten with only the parts that verified, which also compacts the journal.
-        job.checkpoint = files.CheckpointFile(path, dataclasses.replace(saved, parts=job.done))
+        job.checkpoint = files.CheckpointFile(
+            path, dataclasses.replace(saved, parts=job.done), durable=self._options.fsync
+        )
         try:
             job.checkpoint.open()
         except LocalFileError:
@@ -478,7 +482,9 @@ class ObjectDownload:
         fd = files.open_temp(destination, stat.size)
         if fd is None:
             return None
-        checkpoint = files.CheckpointFile(self._target.checkpoint_path, saved)
+        checkpoint = files.CheckpointFile(
+            self._target.checkpoint_path, saved, durable=self._options.fsync
+        )
         job = _Job(stat, parts, fd, destination, checkpoint, in_place=True)
         self._verify(verify, job, saved.parts)
         if job.reused != len(parts):

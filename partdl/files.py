@@ -321,18 +321,25 @@ class CheckpointFile:
     recording a part costs the same at part 10 as at part 100,000, and a process
     killed at any instant leaves every part it recorded on disk. Owned by the
     orchestrator thread alone, so it needs no lock.
+
+    ``durable`` fsyncs the header before the first byte is fetched. Without it
+    (``fsync=False``) nothing is synced: a header lost to a power cut only means
+    the next run starts over, and the fsync, which waits behind the journal while
+    other files are being written, held the object's first GET back by up to 50 ms
+    (benchmarks/notes.md).
     """
 
-    def __init__(self, path: str, base: codec.Checkpoint) -> None:
+    def __init__(self, path: str, base: codec.Checkpoint, *, durable: bool = True) -> None:
         self.path = path
         self.base = base
+        self.durable = durable
         self._fd = -1
         self._identity: tuple[int, int] | None = None
 
     def open(self) -> None:
         """Write the header (and the parts already known) and start the journal."""
         remove_stale_staging(self.path)
-        atomic_write(self.path, codec.encode(self.base), durable=True)
+        atomic_write(self.path, codec.encode(self.base), durable=self.durable)
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
             info = os.fstat(self._fd)
