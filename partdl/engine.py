@@ -396,9 +396,7 @@ class ObjectDownload:
                 stat=stat,
                 part_size=part_size,
             )
-            checkpoint = files.CheckpointFile(
-                self._target.checkpoint_path, base, durable=self._options.fsync
-            )
+            checkpoint = files.CheckpointFile(self._target.checkpoint_path, base)
             try:
                 # Written before the first byte so a crash never orphans the temp file.
                 checkpoint.open()
@@ -457,9 +455,7 @@ class ObjectDownload:
         job = _Job(stat, parts, fd, saved.temp_path, checkpoint=None)
         self._verify(verify, job, saved.parts)
         # Rewritten with only the parts that verified, which also compacts the journal.
-        job.checkpoint = files.CheckpointFile(
-            path, dataclasses.replace(saved, parts=job.done), durable=self._options.fsync
-        )
+        job.checkpoint = files.CheckpointFile(path, dataclasses.replace(saved, parts=job.done))
         try:
             job.checkpoint.open()
         except LocalFileError:
@@ -482,9 +478,7 @@ class ObjectDownload:
         fd = files.open_temp(destination, stat.size)
         if fd is None:
             return None
-        checkpoint = files.CheckpointFile(
-            self._target.checkpoint_path, saved, durable=self._options.fsync
-        )
+        checkpoint = files.CheckpointFile(self._target.checkpoint_path, saved)
         job = _Job(stat, parts, fd, destination, checkpoint, in_place=True)
         self._verify(verify, job, saved.parts)
         if job.reused != len(parts):

@@ -257,11 +257,11 @@ def release_cached(fd: int) -> None:
 _FADVISE = getattr(os, "posix_fadvise", None)
 
 
-def atomic_write(path: str, data: bytes, *, durable: bool) -> None:
+def atomic_write(path: str, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new bytes.
 
-    ``durable`` adds an fsync; a crash of the process alone never needs it, and the
-    resume path re-verifies every part, so it is reserved for the moments a run ends.
+    No fsync: a crash of the process alone never needs one, and the resume path
+    re-verifies every part (see :class:`CheckpointFile`).
     """
     staging = f"{path}.{os.urandom(4).hex()}.new"
     try:
@@ -270,8 +270,6 @@ def atomic_write(path: str, data: bytes, *, durable: bool) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            if durable:
-                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(staging, path)
@@ -322,24 +320,25 @@ class CheckpointFile:
     killed at any instant leaves every part it recorded on disk. Owned by the
     orchestrator thread alone, so it needs no lock.
 
-    ``durable`` fsyncs the header before the first byte is fetched. Without it
-    (``fsync=False``) nothing is synced: a header lost to a power cut only means
-    the next run starts over, and the fsync, which waits behind the journal while
-    other files are being written, held the object's first GET back by up to 50 ms
-    (benchmarks/notes.md).
+    Nothing is synced while the run goes on, the header included: the file system
+    commits it within seconds, a header lost to a power cut before then only means the
+    next run starts over, and a part recorded but lost is fetched again (a resume
+    verifies every recorded part against the bytes on disk). An fsync of the header
+    waited behind the journal while other files were being written, and held the
+    object's first GET back by up to 50 ms (benchmarks/notes.md). :meth:`close` syncs
+    the journal when a run stops early.
     """
 
-    def __init__(self, path: str, base: codec.Checkpoint, *, durable: bool = True) -> None:
+    def __init__(self, path: str, base: codec.Checkpoint) -> None:
         self.path = path
         self.base = base
-        self.durable = durable
         self._fd = -1
         self._identity: tuple[int, int] | None = None
 
     def open(self) -> None:
         """Write the header (and the parts already known) and start the journal."""
         remove_stale_staging(self.path)
-        atomic_write(self.path, codec.encode(self.base), durable=self.durable)
+        atomic_write(self.path, codec.encode(self.base))
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
             info = os.fstat(self._fd)
