@@ -111,8 +111,8 @@ def chunk_buffer(size: int) -> memoryview:
 
 WRITE_SLICE = 256 * 1024
 """The most one ``pwrite`` writes. The page cache takes a folio as large as the write
-(up to 2 MiB): 1 GiB written 1 MiB at a time took 0.45 s of kernel time on this VM,
-256 KiB at a time 0.27 s, 64 KiB 0.33 s (benchmarks/notes.md)."""
+(up to 2 MiB): 1 GiB written 1 MiB at a time took 0.45 s of kernel time on the
+benchmark VM, 256 KiB at a time 0.28 s, 64 KiB 0.33 s (benchmarks/notes.md)."""
 
 
 def pwrite_all(fd: int, data: memoryview, offset: int, path: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import partdl
-from partdl import cli, commit, files
+from partdl import cli, commit, files, worker
 from tests.helpers import OSS_REGION, PART, leftovers
 from tests.store import LocalStore
 
@@ -161,6 +161,30 @@ def test_without_fsync_nothing_of_the_data_file_is_synced(
     replaced = [what for call, what in log.events if call == "replace" and ".tmp ->" in what]
     assert replaced == [f"{replaced[0].split(' -> ')[0]} -> {out}"]
     assert leftovers(tmp_path, "out") == []
+
+
+def test_no_write_is_larger_than_the_write_slice(
+    store: LocalStore, bucket_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1 MiB chunks are read from the socket; the page cache gets them in slices.
+    data = os.urandom(4 * 1024 * 1024 + 5)
+    store.put(bucket_name, KEY, data)
+    sizes: list[int] = []
+    real_pwrite = os.pwrite
+
+    def pwrite(fd: int, chunk: Any, offset: int) -> int:
+        sizes.append(len(chunk))
+        return real_pwrite(fd, chunk, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    out = tmp_path / "out"
+    partdl.download_file(
+        store.oss_bucket(bucket_name), KEY, out, part_size=2 * 1024 * 1024, task_num=2
+    )
+
+    assert out.read_bytes() == data
+    assert max(sizes) <= worker.WRITE_SLICE < 1024 * 1024  # the chunk read is 1 MiB
+    assert sum(sizes) == len(data)
 
 
 @pytest.mark.parametrize("fsync", [True, False])
