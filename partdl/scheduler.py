@@ -617,8 +617,11 @@ class Scheduler:
         events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         task_num = self._task_num
         board = _Board(task_num, events)
-        loops: list[Future[None]] = []
         self._events = events
+        # The loops start before the first work is asked for: their threads come up while
+        # the feed waits for its first HEAD or listing page, not one by one behind the
+        # first GET (the pool starts each thread and waits for it, 2-3 ms apiece then).
+        loops = [self._pool.submit(self._serve, board) for _ in range(task_num)]
         try:
             while True:
                 while board.hungry():
@@ -626,8 +629,6 @@ class Scheduler:
                     if work is None:
                         break
                     board.add(work)
-                    if not loops:
-                        loops = [self._pool.submit(self._serve, board) for _ in range(task_num)]
                 if feed.finished():
                     return
                 self._drain(board, events, feed)
