@@ -76,14 +76,18 @@ class _Job:
         if self.checkpoint is not None:
             self.checkpoint.record(result.index, result.crc)
 
-    def suspend(self) -> None:
-        """Stop for now: keep what a later run can resume, remove what it cannot."""
+    def suspend(self, *, durable: bool) -> None:
+        """Stop for now: keep what a later run can resume, remove what it cannot.
+
+        With ``durable`` the journal is fsynced, so that a resume after a power cut
+        still knows its parts; scratch data (``fsync=False``) is left to the kernel.
+        """
         os.close(self.fd)
         if self.checkpoint is None:
             self._drop_temp()
             return
         try:
-            self.checkpoint.close(durable=True)
+            self.checkpoint.close(durable=durable)
         except LocalFileError:
             logger.exception("could not save the checkpoint %s", self.checkpoint.path)
 
@@ -258,7 +262,7 @@ class ObjectDownload:
         try:
             self._close_writeback(check=error is None)
         except BaseException:
-            job.suspend()
+            job.suspend(durable=self._options.fsync)
             raise
         if isinstance(error, ObjectChangedDuringRead):
             job.discard()
@@ -275,7 +279,7 @@ class ObjectDownload:
             job.discard()
             raise error
         if error is not None:
-            job.suspend()
+            job.suspend(durable=self._options.fsync)
             raise error
         algorithm = codec.part_algorithm(job.stat)
         value = combine_all(algorithm, ((job.done[p.index], p.size) for p in job.parts))
@@ -312,7 +316,7 @@ class ObjectDownload:
         if isinstance(exc, _Cancelled):
             job.discard()
             raise DownloadCancelledError("download cancelled") from None
-        job.suspend()
+        job.suspend(durable=self._options.fsync)
 
     def tick(self) -> None:
         """Report progress and act on the Control; on the orchestrator thread."""

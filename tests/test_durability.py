@@ -163,6 +163,44 @@ def test_without_fsync_nothing_of_the_data_file_is_synced(
     assert leftovers(tmp_path, "out") == []
 
 
+@pytest.mark.parametrize("fsync", [True, False], ids=["durable", "no-fsync"])
+def test_a_paused_download_syncs_its_journal_only_when_durable(
+    store: LocalStore,
+    bucket_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fsync: bool,
+) -> None:
+    store.put(bucket_name, KEY, os.urandom(20 * PART + 5))
+    out = tmp_path / "out"
+    log = SyncLog(monkeypatch, tmp_path)
+    control = partdl.Control()
+
+    def pause_once_started(consumed: int, total: int) -> None:
+        # On the orchestrator: the pause is seen at its next tick, before the end.
+        if consumed > 0:
+            control.pause()
+
+    with pytest.raises(partdl.DownloadPausedError):
+        partdl.download_file(
+            store.oss_bucket(bucket_name),
+            KEY,
+            out,
+            part_size=PART,
+            task_num=1,
+            fsync=fsync,
+            control=control,
+            progress_callback=pause_once_started,
+        )
+
+    assert (tmp_path / "out.dcp").exists()
+    synced = [what for call, what in log.events if call in ("fsync", "fdatasync")]
+    journal = [what for what in synced if what.endswith("out.dcp")]
+    assert journal == ([str(tmp_path / "out.dcp")] if fsync else [])
+    if not fsync:
+        assert synced == []
+
+
 def test_no_write_is_larger_than_the_write_slice(
     store: LocalStore, bucket_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
