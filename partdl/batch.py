@@ -56,7 +56,9 @@ class BatchProgress:
     """What ``progress_callback`` receives, from the calling thread.
 
     Totals count the objects to fetch (not the skipped ones) and grow while the
-    listing streams in; ``listing_done`` says they are final.
+    listing streams in; ``listing_done`` says no object is left to plan. An object
+    named without a listing (``download_many``) adds its bytes to ``bytes_total`` only
+    once it is downloaded, when its size is known.
     """
 
     bytes_done: int
@@ -328,6 +330,8 @@ class _Batch:
         self._last_report = 0.0
         self._last_value: BatchProgress | None = None
         self._claims = PathClaims()
+        # Destinations of objects named without a listing: their size counts once known.
+        self._unsized: set[str] = set()
         self.result = BatchResult(dry_run=dry_run)
 
     # -- reporting (calling thread) ------------------------------------------------------
@@ -368,6 +372,11 @@ class _Batch:
 
     def _finish(self, outcome: ObjectOutcome, *, planned: bool = True) -> None:
         result, counters = self.result, self._counters
+        sized_now = planned and outcome.path in self._unsized
+        if sized_now:
+            self._unsized.discard(outcome.path)
+            if outcome.status is Status.DOWNLOADED:
+                counters.bytes_total += outcome.size
         if outcome.status is Status.DOWNLOADED:
             result.downloaded.append(outcome.key)
             result.bytes_downloaded += outcome.size
@@ -383,7 +392,7 @@ class _Batch:
             counters.files_failed += 1
             if planned:
                 counters.files_total -= 1
-                counters.bytes_total -= outcome.size
+                counters.bytes_total -= 0 if sized_now else outcome.size
             logger.info("%s failed: %s", outcome.key, outcome.error)
         if self._on_object is not None:
             self._on_object(outcome)
@@ -412,7 +421,10 @@ class _Batch:
             if plan is None:
                 continue
             self._counters.files_total += 1
-            self._counters.bytes_total += plan.listed.size if plan.listed else 0
+            if plan.listed is not None:
+                self._counters.bytes_total += plan.listed.size
+            else:
+                self._unsized.add(plan.destination)
             if self._dry_run:
                 self._finish(
                     ObjectOutcome(

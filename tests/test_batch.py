@@ -632,6 +632,31 @@ def test_download_many_across_buckets_and_urls(store: LocalStore, tmp_path: Path
     assert [s.method for s in seen_one.take()] == ["HEAD"]
 
 
+def test_download_many_counts_each_objects_bytes_once_its_size_is_known(
+    store: LocalStore, bucket_name: str, tmp_path: Path
+) -> None:
+    data = {"k/small": os.urandom(3000), "k/big": os.urandom(2 * PART + 7)}
+    put_all(store, bucket_name, data)
+    bucket = store.oss_bucket(bucket_name)
+    items = [(bucket, key, key) for key in [*data, "k/missing"]]
+    progress: list[partdl.BatchProgress] = []
+
+    with pytest.raises(partdl.PartialDownloadError):
+        partdl.download_many(
+            items, part_size=PART, directory=tmp_path, progress_callback=progress.append
+        )
+
+    total = sum(len(v) for v in data.values())
+    last = progress[-1]
+    assert (last.bytes_done, last.bytes_total, last.files_done, last.files_total) == (
+        total,
+        total,
+        2,
+        2,
+    )
+    assert all(p.bytes_total <= total for p in progress)
+
+
 def test_download_many_without_a_directory_uses_paths_as_given(
     store: LocalStore, bucket_name: str, tmp_path: Path
 ) -> None:
