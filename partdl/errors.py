@@ -74,7 +74,7 @@ class TransientError(PartdlError):
 class ObjectChangedDuringRead(PartdlError):
     """A single ranged GET was refused by ``If-Match`` (HTTP 412): the ETag moved.
 
-    Internal signal from a backend to the engine, which restarts from scratch.
+    A signal from a backend (its own or yours) to the engine, which restarts from scratch.
     """
 
 
