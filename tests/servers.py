@@ -51,9 +51,15 @@ class ObjectServer:
         conditional: bool = True,
         error: tuple[int, bytes] | None = None,
         cut: tuple[int, int] | None = None,
+        probe_416: str | None = None,
     ) -> None:
-        """``cut=(n, count)``: the n-th GET (from 1) stops after ``count`` body bytes."""
+        """``cut=(n, count)``: the n-th GET (from 1) stops after ``count`` body bytes.
+
+        ``probe_416``: ``Range: bytes=0-0`` is answered 416 with this ``Content-Range``
+        (none when empty), as some servers do whatever the object.
+        """
         self.ranges = ranges
+        self.probe_416 = probe_416
         self.conditional = conditional
         self.error = error
         self.before_request: Callable[[Request], None] | None = None
@@ -167,6 +173,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if owner.conditional and _precondition_fails(headers, version):
             self._send(412, {}, b"")
+            return
+        if owner.probe_416 is not None and headers.get("range") == "bytes=0-0":
+            self._send(416, {"Content-Range": owner.probe_416} if owner.probe_416 else {}, b"")
             return
         data, status, extra = version.data, 200, {}
         match = _RANGE.fullmatch(headers.get("range", ""))

@@ -190,6 +190,29 @@ def test_server_ignoring_ranges_falls_back_to_one_stream(
     assert any("ignores byte ranges" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("content_range", ["bytes */{size}", ""], ids=["with-size", "silent"])
+def test_a_416_to_the_probe_of_an_object_that_is_not_empty_reads_it_whole(
+    tmp_path: Path, content_range: str
+) -> None:
+    data = os.urandom(3 * PART + 5)
+    out = tmp_path / "out"
+    out.write_bytes(b"the previous version")
+    with ObjectServer(data, probe_416=content_range.format(size=len(data))) as server:
+        result = partdl.download_url(server.url(), out, part_size=PART, task_num=2)
+        ranges = [r.headers.get("range") for r in server.requests if r.method == "GET"]
+    assert out.read_bytes() == data
+    assert (result.size, result.parts_total) == (len(data), 1)
+    assert ranges[0] == "bytes=0-0"
+    assert len(ranges) == 3  # the refused probe, the whole GET asked for its size, the stream
+
+
+def test_a_416_to_the_probe_of_an_empty_object_makes_an_empty_file(tmp_path: Path) -> None:
+    with ObjectServer(b"") as server:
+        result = partdl.download_url(server.url(), tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == b""
+    assert result.size == 0
+
+
 def test_one_stream_is_never_split_nor_taken_over(tmp_path: Path) -> None:
     # Room for many splits, and idle workers from the start: each taking over a back
     # half would read the whole object up to it again.

@@ -365,16 +365,26 @@ class HttpBackend:
                 self._drain(response, what)
                 return self._stat(response, size, ranged=True)
             if status == 200:
-                size = content_length(response.headers)
-                if size is None:
-                    raise PartdlError(
-                        f"{what}: the server ignores ranges and sends no Content-Length"
-                    )
-                return self._stat(response, size, ranged=size == 0)
+                return self._unranged_stat(response, what)
             if status == 416:
-                # Only an empty object cannot satisfy bytes=0-0.
-                return self._stat(response, 0, ranged=True)
-            raise self._translate(response, what)
+                size = content_range_size(response.headers.get("Content-Range"))
+                if size == 0:  # only an empty object cannot satisfy bytes=0-0
+                    return self._stat(response, 0, ranged=True)
+            else:
+                raise self._translate(response, what)
+        # A 416 for an object that is not empty, or that does not say: ask for it whole.
+        what = f"GET {self._location}"
+        logger.warning("%s: the server refused bytes 0-0 (HTTP 416); reading it whole", what)
+        with self._send("GET", self._url, {}, what) as response:
+            if response.status_code != 200:
+                raise self._translate(response, what)
+            return self._unranged_stat(response, what)
+
+    def _unranged_stat(self, response: requests.Response, what: str) -> ObjectStat:
+        size = content_length(response.headers)
+        if size is None:
+            raise PartdlError(f"{what}: the server ignores ranges and sends no Content-Length")
+        return self._stat(response, size, ranged=size == 0)
 
     @staticmethod
     def _stat(
