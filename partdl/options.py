@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -165,8 +166,35 @@ def _check_destination(path: str | os.PathLike[str]) -> str:
     _check_length(destination, _TEMP_SUFFIX_LENGTH)
     if os.path.isdir(destination):
         raise InvalidArgumentError(f"destination {destination} is a directory")
+    _check_regular(destination)
     _check_directory(os.path.dirname(destination))
     return destination
+
+
+_SPECIAL_FILES = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a pipe"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_regular(destination: str) -> None:
+    """Refuse a destination that is (or links to) a device, a pipe or a socket.
+
+    The finished file is renamed over the destination: ``/dev/null`` or a FIFO would
+    be replaced by a regular file, not written into.
+    """
+    try:
+        mode = os.stat(destination).st_mode
+    except OSError:
+        return  # absent or a dangling link: a file will be made
+    for test, kind in _SPECIAL_FILES:
+        if test(mode):
+            raise InvalidArgumentError(
+                f"destination {destination} is {kind}: partdl writes a file and renames it "
+                "into place, which would replace it"
+            )
 
 
 def make_target(

@@ -164,6 +164,8 @@ def test_destination_in_a_directory_and_as_a_file(tmp_path: Path) -> None:
     assert cli.resolve_destination(str(tmp_path / "x"), source) == str(tmp_path / "x")
     with pytest.raises(partdl.InvalidArgumentError, match="does not exist"):
         cli.resolve_destination(f"{tmp_path}/missing/", source)
+    with pytest.raises(partdl.InvalidArgumentError, match="standard output"):
+        cli.resolve_destination("-", source)
 
 
 @pytest.mark.parametrize(

@@ -318,6 +318,16 @@ def _path_too_long(tmp_path: Path) -> dict[str, Any]:
     return {"path": tmp_path.joinpath(*["d" * 200] * 25, "out")}
 
 
+def _destination_is_a_pipe(tmp_path: Path) -> dict[str, Any]:
+    os.mkfifo(tmp_path / "fifo")
+    return {"path": tmp_path / "fifo"}
+
+
+def _destination_links_to_a_device(tmp_path: Path) -> dict[str, Any]:
+    (tmp_path / "null").symlink_to("/dev/null")
+    return {"path": tmp_path / "null"}
+
+
 def _checkpoint_directory_missing(tmp_path: Path) -> dict[str, Any]:
     return {"path": tmp_path / "out", "checkpoint_file": tmp_path / "no-such-dir" / "c.dcp"}
 
@@ -329,6 +339,12 @@ BAD_DESTINATIONS: dict[str, tuple[Callable[[Path], dict[str, Any]], type[Excepti
         _destination_is_a_directory,
         partdl.InvalidArgumentError,
         "is a directory",
+    ),
+    "destination-is-a-pipe": (_destination_is_a_pipe, partdl.InvalidArgumentError, "a pipe"),
+    "destination-links-to-a-device": (
+        _destination_links_to_a_device,
+        partdl.InvalidArgumentError,
+        "a character device",
     ),
     "name-too-long": (_name_too_long, partdl.LocalFileError, "file name too long"),
     "path-too-long": (_path_too_long, partdl.LocalFileError, "path too long"),
@@ -357,6 +373,8 @@ def test_bad_destination_is_refused_before_any_request(
         assert raised.value.errno == errno.ENAMETOOLONG
     assert object_requests(store, bucket_name) == []
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "fifo").exists() or (tmp_path / "fifo").is_fifo()
+    assert not (tmp_path / "null").exists() or (tmp_path / "null").is_symlink()
 
 
 def test_read_only_directory_is_refused_before_any_request(

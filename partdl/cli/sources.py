@@ -98,6 +98,11 @@ def safe_name(name: str) -> str:
 
 def resolve_destination(dest: str, source: Source) -> str:
     """DEST itself, or DEST/<last segment of SRC> when DEST is an existing directory."""
+    if dest == "-":
+        raise InvalidArgumentError(
+            "DEST '-' (standard output) is not supported: partdl writes a file; "
+            "write ./- for a file named '-'"
+        )
     if os.path.isdir(dest):
         return os.path.join(dest, safe_name(source.name))
     if dest.endswith(("/", os.sep)):
