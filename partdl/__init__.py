@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from .execute import ObjectOutcome, Status
     from .model import Checksum, DownloadResult, ObjectStat
     from .options import DEFAULT_TASK_NUM, TransferOptions
-    from .plan import DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE
+    from .plan import DEFAULT_PART_SIZE, MAX_PART_SIZE, MAX_TASK_NUM, MIN_PART_SIZE
     from .retry import RetryPolicy
 
 __version__ = "0.1.0"
@@ -87,7 +87,7 @@ _HOMES = {
     ),
     "model": ("Checksum", "DownloadResult", "ObjectStat"),
     "options": ("DEFAULT_TASK_NUM", "TransferOptions"),
-    "plan": ("DEFAULT_PART_SIZE", "MAX_PART_SIZE", "MIN_PART_SIZE"),
+    "plan": ("DEFAULT_PART_SIZE", "MAX_PART_SIZE", "MAX_TASK_NUM", "MIN_PART_SIZE"),
     "retry": ("RetryPolicy",),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
@@ -110,6 +110,7 @@ __all__ = [
     "DEFAULT_PART_SIZE",
     "DEFAULT_TASK_NUM",
     "MAX_PART_SIZE",
+    "MAX_TASK_NUM",
     "MIN_PART_SIZE",
     "AccessDeniedError",
     "Backend",

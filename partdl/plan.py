@@ -54,9 +54,20 @@ def validate_part_size(part_size: int) -> int:
     return part_size
 
 
+# Each task is a thread with its own connection and chunk buffer; far past this a
+# process runs out of threads or descriptors before it gains any speed.
+MAX_TASK_NUM = 1000
+
+
 def validate_task_num(task_num: int) -> int:
-    if isinstance(task_num, bool) or not isinstance(task_num, int) or task_num < 1:
-        raise InvalidArgumentError(f"task_num must be an int of at least 1, got {task_num!r}")
+    if (
+        isinstance(task_num, bool)
+        or not isinstance(task_num, int)
+        or not 1 <= task_num <= MAX_TASK_NUM
+    ):
+        raise InvalidArgumentError(
+            f"task_num must be an int from 1 to {MAX_TASK_NUM}, got {task_num!r}"
+        )
     return task_num
 
 

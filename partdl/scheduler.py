@@ -53,6 +53,7 @@ from types import TracebackType
 from typing import NamedTuple, Protocol, TypeVar
 
 from .crc import ChecksumAlgorithm, combine_all
+from .errors import PartdlError
 from .plan import KiB, MiB, Part
 from .worker import PartDone, PartWorker, Reconnect, Stopped, chunk_buffer
 
@@ -621,8 +622,9 @@ class Scheduler:
         # The loops start before the first work is asked for: their threads come up while
         # the feed waits for its first HEAD or listing page, not one by one behind the
         # first GET (the pool starts each thread and waits for it, 2-3 ms apiece then).
-        loops = [self._pool.submit(self._serve, board) for _ in range(task_num)]
+        loops: list[Future[None]] = []
         try:
+            self._start_loops(board, loops)
             while True:
                 while board.hungry():
                     work = feed.next()
@@ -642,6 +644,16 @@ class Scheduler:
             board.close()
             wait(loops)
             self.stats = Stats(board.gets, board.splits, board.abandons)
+
+    def _start_loops(self, board: _Board, loops: list[Future[None]]) -> None:
+        try:
+            for _ in range(self._task_num):
+                loops.append(self._pool.submit(self._serve, board))
+        except RuntimeError as exc:  # "can't start new thread": out of threads or memory
+            raise PartdlError(
+                f"could not start {self._task_num} download threads ({len(loops)} started: "
+                f"{exc}); lower task_num"
+            ) from exc
 
     def fetch(
         self,

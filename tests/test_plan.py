@@ -87,7 +87,16 @@ def test_part_size_of_the_wrong_type(bad: object) -> None:
 
 @pytest.mark.parametrize(
     ("task_num", "ok"),
-    [(1, True), (64, True), (0, False), (-1, False), (True, False), (2.0, False)],
+    [
+        (1, True),
+        (64, True),
+        (1000, True),
+        (1001, False),
+        (0, False),
+        (-1, False),
+        (True, False),
+        (2.0, False),
+    ],
 )
 def test_task_num(task_num: object, ok: bool) -> None:
     if ok:

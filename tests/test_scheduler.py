@@ -462,3 +462,25 @@ def test_a_task_wider_than_the_pool_is_refused() -> None:
     feed = _Tasks([Task(lambda view, grant: None, threading.Event(), width=5)])
     with Scheduler(4, 64 * 1024) as scheduler, pytest.raises(ValueError, match="width 5"):
         scheduler.run(feed, on_tick=lambda: None)
+
+
+def test_threads_that_cannot_start_fail_the_run_and_stop_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_start = threading.Thread.start
+    started: list[threading.Thread] = []
+
+    def start(thread: threading.Thread) -> None:
+        if len(started) == 2:
+            raise RuntimeError("can't start new thread")
+        started.append(thread)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    ran = threading.Event()
+    feed = _Tasks([Task(lambda view, grant: ran.set(), threading.Event(), width=1)])
+    with Scheduler(4, 64 * 1024) as scheduler, pytest.raises(PartdlError, match="2 started"):
+        scheduler.run(feed, on_tick=lambda: None)
+    assert not ran.is_set()
+    assert len(started) == 2
+    assert not any(thread.is_alive() for thread in started)  # the pool was shut down
