@@ -27,9 +27,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
 from .errors import InvalidArgumentError
+from .urls import split_url
 
 # oss-<region>[-internal].aliyuncs.com, as the endpoint or under a bucket's name.
 # Finance regions' endpoints add "-pub" (oss-cn-shanghai-finance-1-pub.aliyuncs.com).
@@ -45,7 +45,8 @@ REGION_HINT = "pass --region or set OSS_REGION (the bucket's region, e.g. cn-han
 
 def region_of(endpoint: str) -> str | None:
     """The region a standard OSS endpoint names, or None (an IP, a CNAME, acceleration)."""
-    host = urlsplit(endpoint if "://" in endpoint else f"//{endpoint}").hostname or ""
+    url = endpoint if "://" in endpoint else f"//{endpoint}"
+    host = split_url(url, f"the endpoint {endpoint!r}").hostname or ""
     host = host.lower()
     match = _CLASSIC.search(host) or _DUALSTACK.search(host)
     if match is None or _REGIONLESS.fullmatch(match.group(1)):

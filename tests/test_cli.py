@@ -402,6 +402,9 @@ def test_part_size_below_the_minimum_is_one_line_and_no_request(
         (["ftp://h/k", "out"], "SRC must be"),
         (["oss://b/k"], "required: DEST"),
         (["oss://b/k", "out", "-q", "-v"], "not allowed"),
+        (["oss://b/k", "out", "--task-num", "1001"], "1000"),
+        (["http://[::1/k", "out"], "SRC is not a valid URL"),
+        (["https://h:99999/k", "out"], "SRC is not a valid URL: Port out of range"),
     ],
 )
 def test_invalid_arguments_are_one_line_exit_2(
@@ -414,6 +417,24 @@ def test_invalid_arguments_are_one_line_exit_2(
     monkeypatch.chdir(tmp_path)
     assert cli.main(args) == 2
     assert message in only_line(capsys.readouterr().err)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("scheme", ["oss", "s3"])
+@pytest.mark.parametrize("endpoint", ["http://[::1", "http://127.0.0.1:99999"])
+def test_a_malformed_endpoint_is_one_line_exit_2(
+    scheme: str,
+    endpoint: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "AWS_ACCESS_KEY_ID"):
+        monkeypatch.setenv(name, "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    args = [f"{scheme}://b/k", str(tmp_path / "out"), "--endpoint", endpoint]
+    assert cli.main([*args, "--region", OSS_REGION]) == 2
+    assert f"endpoint {endpoint!r} is not a valid URL" in only_line(capsys.readouterr().err)
     assert os.listdir(tmp_path) == []
 
 

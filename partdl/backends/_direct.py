@@ -19,12 +19,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
-from urllib.parse import quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode
 
 from ..errors import InvalidArgumentError, PartdlError, TransientError
 from ..listing import ListedObject, http_date, quoted_etag
 from ..model import ObjectStat
 from ..plan import DEFAULT_STALL_TIMEOUT
+from ..urls import split_url
 from ._http import check_partial_response, error_class
 from ._wire import Headers, Origin, Pool, Response, Sent
 
@@ -59,7 +60,7 @@ def connect(
     """The connection pool to ``bucket`` at ``endpoint``, and whether it is path style
     (``None``: for an IP address or ``localhost`` only)."""
     url = endpoint if "://" in endpoint else f"http://{endpoint}"
-    parts = urlsplit(url)
+    parts = split_url(url, f"the {kind} endpoint {endpoint!r}")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgumentError(f"not an {kind} endpoint: {endpoint!r}")
     if not bucket or "/" in bucket:

@@ -25,6 +25,7 @@ from ..errors import InvalidArgumentError, ObjectChangedDuringRead, PartdlError,
 from ..model import Checksum, ObjectStat
 from ..options import DEFAULT_TASK_NUM
 from ..plan import validate_task_num
+from ..urls import split_url
 from ._body import DEFAULT_STALL_TIMEOUT, NETWORK_ERRORS, Urllib3Body
 from ._http import (
     check_partial_response,
@@ -118,11 +119,7 @@ def _is_signing_param(name: str) -> bool:
 def _checked_url(url: object, name: str) -> str:
     if not isinstance(url, str):
         raise InvalidArgumentError(f"{name} must be a string, got {type(url).__name__}")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises ValueError on a malformed port)
-    except ValueError:
-        raise InvalidArgumentError(f"{name} is not a valid URL") from None
+    parts = split_url(url, name)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         # The URL itself is not quoted: it may carry a signature.
         raise InvalidArgumentError(f"{name} must be an http:// or https:// URL with a host")

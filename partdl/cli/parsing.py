@@ -23,7 +23,7 @@ from .. import __version__
 from ..backends.subrange import ByteRange
 from ..errors import InvalidArgumentError
 from ..options import DEFAULT_TASK_NUM
-from ..plan import DEFAULT_STALL_TIMEOUT, MAX_PART_SIZE, MIN_PART_SIZE
+from ..plan import DEFAULT_STALL_TIMEOUT, MAX_PART_SIZE, MAX_TASK_NUM, MIN_PART_SIZE
 from ..retry import RetryPolicy
 from .exits import EXIT_MEANINGS, ExitCode
 from .sources import Scheme, Source, StoreConfig
@@ -95,7 +95,7 @@ def _byte_range(text: str) -> ByteRange:
     return _argument(ByteRange.parse, text)
 
 
-def _count(minimum: int) -> Callable[[str], int]:
+def _count(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     def convert(text: str) -> int:
         try:
             value = int(text)
@@ -103,6 +103,8 @@ def _count(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
         return value
 
     return convert
@@ -304,10 +306,13 @@ def _transfer_options(parser: Parser) -> None:
     parser.add(
         group,
         "--task-num",
-        type=_count(1),
+        type=_count(1, MAX_TASK_NUM),
         default=DEFAULT_TASK_NUM,
         metavar="N",
-        help=f"parallel GETs, for one object or all of them (default: {DEFAULT_TASK_NUM})",
+        help=(
+            f"parallel GETs, for one object or all of them "
+            f"(default: {DEFAULT_TASK_NUM}, at most {MAX_TASK_NUM})"
+        ),
     )
     parser.add(
         group,

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import InvalidArgumentError, UnsafeKeyError
 from ..keys import key_path
+from ..urls import split_url
 
 
 class Scheme(enum.Enum):
@@ -58,7 +59,7 @@ def parse_source(text: str) -> Source:
     scheme, separator, rest = text.partition("://")
     scheme = scheme.lower()
     if separator and scheme in ("http", "https"):
-        if not urlsplit(text).hostname:
+        if not split_url(text, "SRC").hostname:
             raise InvalidArgumentError("SRC: the URL has no host")
         return Source(Scheme.HTTP, text)
     if separator and scheme in ("oss", "s3"):
@@ -180,7 +181,8 @@ def _bypassed(host: str, port: int | None, no_proxy: str) -> bool:
 def _proxied(endpoint: str) -> bool:
     """Whether requests (and so oss2) might send requests to ``endpoint`` through a
     proxy named by the environment; when unsure, yes (oss2 is then used)."""
-    parts = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+    url = endpoint if "://" in endpoint else f"http://{endpoint}"
+    parts = split_url(url, f"the endpoint {endpoint!r}")
     # As urllib reads them: a lowercase variable wins over its uppercase twin.
     found: dict[str, str] = {}
     for name, value in os.environ.items():
@@ -305,13 +307,15 @@ def direct_s3_bucket(source: Source, config: StoreConfig) -> Any | None:
     virtual_host = not endpoint
     if not endpoint:
         endpoint = s3_direct.aws_endpoint(source.bucket, region or "")
-    if not endpoint or _proxied(endpoint):
+    if not endpoint:
         return None
     from .. import __version__
     from ..backends._signing import Keys
 
     keys = Keys(access_key, secret, env.get("AWS_SESSION_TOKEN") or "")
     try:
+        if _proxied(endpoint):
+            return None
         return s3_direct.S3DirectBucket(
             endpoint,
             source.bucket,
