@@ -702,11 +702,16 @@ def hold_after(store: LocalStore) -> Iterator[tuple[threading.Event, threading.E
     release.set()
 
 
-def test_sigint_keeps_the_checkpoint_and_a_rerun_completes(
+@pytest.mark.parametrize(
+    ("stop", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["sigint", "sigterm"]
+)
+def test_a_stop_signal_keeps_the_checkpoint_and_a_rerun_completes(
     store: LocalStore,
     bucket_name: str,
     tmp_path: Path,
     hold_after: tuple[threading.Event, threading.Event],
+    stop: signal.Signals,
+    code: int,
 ) -> None:
     reached, release = hold_after
     data = put(store, bucket_name, 40 * PART + 1)
@@ -723,12 +728,13 @@ def test_sigint_keeps_the_checkpoint_and_a_rerun_completes(
     )
     try:
         assert reached.wait(60), "the download never got going"
-        child.send_signal(signal.SIGINT)
+        child.send_signal(stop)
     finally:
         release.set()
     _, err = child.communicate(timeout=60)
-    assert child.returncode == 130, err
+    assert child.returncode == code, err
     assert "run the same command again to resume" in err.splitlines()[-1]
+    assert not (tmp_path / "out.partdl.lock").exists()
     store.before_request = None
     done = recorded_parts(tmp_path / "out.dcp")
     assert 0 < len(done) < 41

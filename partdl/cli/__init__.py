@@ -12,14 +12,16 @@ This package is the only place partdl prints. Its modules do one thing each:
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 from . import output
-from .exits import EXIT_MEANINGS, ExitCode, exit_code_for
+from .exits import EXIT_MEANINGS, ExitCode, Terminated, exit_code_for
 from .output import BatchBar, ProgressBar
 from .parsing import Mode, UsageError, build_parser, parse, parse_size
 from .sources import Scheme, Source, parse_prefix, parse_source, resolve_destination, safe_name
@@ -55,16 +57,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help and --version print and exit 0
         return exc.code if isinstance(exc.code, int) else ExitCode.INVALID_ARGUMENT
     # Each mode imports its own layer: a single object never loads the tree's.
-    if args.mode is Mode.TREE:
-        from . import tree
+    with _sigterm_as_interrupt():
+        if args.mode is Mode.TREE:
+            from . import tree
 
-        # For many objects -v is a line per object; partdl's own log starts at -vv.
-        with output.log_to_stderr(args.quiet, args.verbose - 1):
-            return tree.run(args)
-    from . import single
+            # For many objects -v is a line per object; partdl's own log starts at -vv.
+            with output.log_to_stderr(args.quiet, args.verbose - 1):
+                return tree.run(args)
+        from . import single
 
-    with output.log_to_stderr(args.quiet, args.verbose):
-        return single.run(args)
+        with output.log_to_stderr(args.quiet, args.verbose):
+            return single.run(args)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``timeout``, ``docker stop``, Kubernetes) stops a run as Ctrl-C does:
+    the checkpoint saved, the lock released, a last line, exit code 143."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only: nothing to install
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one clean stop; SIGKILL remains
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run() -> NoReturn:

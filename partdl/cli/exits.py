@@ -33,6 +33,7 @@ class ExitCode(enum.IntEnum):
     LOCKED = 9
     PARTIAL = 10
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 EXIT_MEANINGS: dict[ExitCode, str] = {
@@ -50,7 +51,17 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.LOCKED: "another partdl is downloading to the same destination",
     ExitCode.PARTIAL: "many objects: some failed (each is listed), the others are in place",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C); rerun the same command to resume",
+    ExitCode.TERMINATED: "stopped by SIGTERM, as by Ctrl-C; rerun the same command to resume",
 }
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised on the main thread: the download stops as on Ctrl-C."""
+
+
+def interrupted_code(exc: KeyboardInterrupt) -> ExitCode:
+    return ExitCode.TERMINATED if isinstance(exc, Terminated) else ExitCode.INTERRUPTED
+
 
 # First match wins: subclasses before their bases.
 _ERROR_CODES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], ExitCode], ...] = (

@@ -16,7 +16,7 @@ from ..engine import download
 from ..errors import PartdlError
 from ..model import DownloadResult
 from . import output
-from .exits import ExitCode
+from .exits import ExitCode, interrupted_code
 from .parsing import check_scheme, retry_policy, store_config
 from .sources import Buckets, Scheme, Source, parse_source, resolve_destination
 
@@ -81,7 +81,7 @@ def _download(args: argparse.Namespace, request: _Request) -> DownloadResult:
             bar.close()
 
 
-def _interrupted(args: argparse.Namespace, request: _Request | None) -> ExitCode:
+def _interrupted(args: argparse.Namespace, request: _Request | None, code: ExitCode) -> ExitCode:
     checkpoint = request.checkpoint if request else None
     if checkpoint and os.path.exists(checkpoint):
         hint = f"finished parts are kept in {checkpoint}: run the same command again to resume"
@@ -91,8 +91,10 @@ def _interrupted(args: argparse.Namespace, request: _Request | None) -> ExitCode
         hint = "run the same command again to start"
     output.notice(f"interrupted; {hint}")
     if args.json:
-        output.emit_json({"status": "interrupted", "exit_code": 130, "checkpoint": checkpoint})
-    return ExitCode.INTERRUPTED
+        output.emit_json(
+            {"status": "interrupted", "exit_code": code.value, "checkpoint": checkpoint}
+        )
+    return code
 
 
 def run(args: argparse.Namespace) -> ExitCode:
@@ -102,8 +104,8 @@ def run(args: argparse.Namespace) -> ExitCode:
     try:
         request = _request(args)
         result = _download(args, request)
-    except KeyboardInterrupt:
-        return _interrupted(args, request)
+    except KeyboardInterrupt as exc:
+        return _interrupted(args, request, interrupted_code(exc))
     except (PartdlError, OSError) as exc:
         return output.report_error(exc, args.json)
     elapsed = time.monotonic() - started

@@ -19,7 +19,7 @@ from .. import BatchResult, ObjectOutcome
 from ..api import download_many, download_prefix
 from ..errors import PartdlError, PartialDownloadError
 from . import output
-from .exits import ExitCode, exit_code_for
+from .exits import ExitCode, exit_code_for, interrupted_code
 from .parsing import check_scheme, check_tree, retry_policy, store_config
 from .sources import Buckets, parse_prefix, read_input_file, require
 
@@ -121,14 +121,15 @@ def run(args: argparse.Namespace) -> ExitCode:
         finally:
             if bar is not None:
                 bar.close()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        code = interrupted_code(exc)
         output.notice(
             "interrupted; finished objects and the parts of large ones are kept: "
             "run the same command again to resume"
         )
         if args.json:
-            output.emit_json({"status": "interrupted", "exit_code": ExitCode.INTERRUPTED.value})
-        return ExitCode.INTERRUPTED
+            output.emit_json({"status": "interrupted", "exit_code": code.value})
+        return code
     except (PartdlError, OSError) as exc:
         return output.report_error(exc, args.json)
     elapsed = time.monotonic() - started
