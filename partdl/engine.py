@@ -389,6 +389,7 @@ class ObjectDownload:
         destination = self._target.destination
         part_size = choose_part_size(stat.size, self._options.part_size, ranged=stat.ranged)
         files.remove_stale_temps(destination)
+        self._drop_orphaned_checkpoint()
         temp_path = files.new_temp_path(destination)
         fd = files.create_temp(temp_path, stat.size)
         checkpoint = None
@@ -410,6 +411,20 @@ class ObjectDownload:
                 raise
         logger.info("downloading %s (%d bytes) to %s", self._backend.source, stat.size, destination)
         return _Job(stat, plan_parts(stat.size, part_size), fd, temp_path, checkpoint)
+
+    def _drop_orphaned_checkpoint(self) -> None:
+        """Remove ``<destination>.dcp`` when this run keeps its checkpoint elsewhere or none.
+
+        Its temp file went with the stale temps, so it can never resume; left, it would
+        outlive the download (a run with ``--no-checkpoint`` after an interrupted one).
+        """
+        default = self._target.destination + ".dcp"
+        if self._target.checkpoint_path == default:
+            return
+        saved = self._load_checkpoint(default)
+        if saved is not None and saved.destination == self._target.destination:
+            logger.info("removing the checkpoint %s: this run does not use it", default)
+            files.remove_quietly(default)
 
     def _load_checkpoint(self, path: str) -> codec.Checkpoint | None:
         data = files.read_small(path, _CHECKPOINT_READ_LIMIT)

@@ -143,3 +143,23 @@ def test_pause_without_a_checkpoint_leaves_nothing(
 
     assert isinstance(error, partdl.DownloadPausedError)
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["no-checkpoint", "checkpoint-file"])
+def test_a_rerun_that_keeps_no_checkpoint_beside_removes_the_paused_one(
+    store: LocalStore, bucket_name: str, tmp_path: Path, elsewhere: bool
+) -> None:
+    data = os.urandom(SIZE)
+    store.put(bucket_name, KEY, data)
+    out = tmp_path / "out"
+    interrupted(store, bucket_name, out, "pause")
+    assert (tmp_path / "out.dcp").exists()
+    options: dict[str, Any] = {"checkpoint": False}
+    if elsewhere:
+        options = {"checkpoint_file": tmp_path / "elsewhere.dcp"}
+
+    download(store, bucket_name, out, **options)
+
+    assert out.read_bytes() == data
+    assert leftovers(tmp_path, "out") == []
+    assert sorted(os.listdir(tmp_path)) == ["out"]
