@@ -82,10 +82,11 @@ class _Job:
         With ``durable`` the journal is fsynced, so that a resume after a power cut
         still knows its parts; scratch data (``fsync=False``) is left to the kernel.
         """
-        os.close(self.fd)
-        if self.checkpoint is None:
-            self._drop_temp()
+        if self.checkpoint is None or not (self.stat.ranged or self.done):
+            # Without ranges the one stream can only start over: keep nothing to resume.
+            self.discard()
             return
+        os.close(self.fd)
         try:
             self.checkpoint.close(durable=durable)
         except LocalFileError:

@@ -52,14 +52,17 @@ class ObjectServer:
         error: tuple[int, bytes] | None = None,
         cut: tuple[int, int] | None = None,
         probe_416: str | None = None,
+        hold: tuple[int, threading.Event] | None = None,
     ) -> None:
         """``cut=(n, count)``: the n-th GET (from 1) stops after ``count`` body bytes.
 
         ``probe_416``: ``Range: bytes=0-0`` is answered 416 with this ``Content-Range``
         (none when empty), as some servers do whatever the object.
+        ``hold=(count, event)``: every body stops after ``count`` bytes until ``event`` is set.
         """
         self.ranges = ranges
         self.probe_416 = probe_416
+        self.hold = hold
         self.conditional = conditional
         self.error = error
         self.before_request: Callable[[Request], None] | None = None
@@ -205,7 +208,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
+        hold = self.server.owner.hold
         try:
+            if hold is not None and len(body) > hold[0]:
+                self.wfile.write(body[: hold[0]])
+                self.wfile.flush()
+                hold[1].wait(60)
+                body = body[hold[0] :]
+                cut = None if cut is None else max(cut - hold[0], 0)
             self.wfile.write(body if cut is None else body[:cut])
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):

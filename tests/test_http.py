@@ -213,6 +213,32 @@ def test_a_416_to_the_probe_of_an_empty_object_makes_an_empty_file(tmp_path: Pat
     assert result.size == 0
 
 
+def test_a_paused_stream_from_a_server_without_ranges_keeps_nothing(tmp_path: Path) -> None:
+    # One part that no later run could resume: no temp file, no checkpoint promising it.
+    data = os.urandom(20 * PART + 11)
+    control, release = partdl.Control(), threading.Event()
+
+    def pause_once_started(consumed: int, total: int) -> None:
+        if consumed > 0:
+            control.pause()
+
+    server = ObjectServer(data, ranges=False, hold=(5 * PART, release))
+    try:
+        with pytest.raises(partdl.DownloadPausedError):
+            partdl.download_url(
+                server.url(),
+                tmp_path / "out",
+                chunk_size=16 * 1024,
+                control=control,
+                progress_callback=pause_once_started,
+                stall_timeout=0.5,  # the held stream stops only at its read timeout
+            )
+    finally:
+        release.set()
+        server.close()
+    assert os.listdir(tmp_path) == []
+
+
 def test_one_stream_is_never_split_nor_taken_over(tmp_path: Path) -> None:
     # Room for many splits, and idle workers from the start: each taking over a back
     # half would read the whole object up to it again.
