@@ -485,6 +485,13 @@ class _Batch:
                     raise files.local_error(exc, destination, "make the folder of") from exc
             return PlannedObject(entry.key, entry.open(), destination, entry.listed)
         if path.is_folder:
+            if entry.listed is not None and entry.listed.size:
+                # A file cannot be named "x/": its bytes are not fetched, the folder is made.
+                logger.warning(
+                    "%s ends in '/' but holds %d bytes: made as a folder, its bytes not fetched",
+                    entry.key,
+                    entry.listed.size,
+                )
             if not self._dry_run:
                 tree.make_folders(path.parts)
             return None

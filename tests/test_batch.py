@@ -727,3 +727,26 @@ def test_bad_arguments_are_refused_before_any_request(
         call(store.oss_bucket(bucket_name), tmp_path / "out")
     assert seen.take() == []
     assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_marker_holding_bytes_is_made_a_folder_with_a_warning(
+    store: LocalStore,
+    bucket_name: str,
+    bucket: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    put_all(store, bucket_name, {"p/marker/": b"ten bytes!", "p/marker/in": b"x", "p/e/": b""})
+    seen = Requests(store, bucket_name)
+
+    with caplog.at_level("WARNING", logger="partdl"):
+        result = partdl.download_prefix(bucket, "p/", tmp_path / "out")
+
+    assert tree(tmp_path / "out") == {"marker/in": b"x"}
+    assert folders(tmp_path / "out") == {"marker", "e"}
+    assert result.downloaded == ["p/marker/in"]
+    assert object_requests(seen.take()) == [("GET", "p/marker/in", None)]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [
+        "p/marker/ ends in '/' but holds 10 bytes: made as a folder, its bytes not fetched"
+    ]
