@@ -61,6 +61,12 @@ def public_endpoint(region: str) -> str:
 def check_region(region: str) -> str:
     if not _REGION.fullmatch(region):
         raise InvalidArgumentError(f"{region!r} is not an OSS region such as cn-hangzhou")
+    if region.startswith("oss-"):
+        # Copied from an endpoint (oss-cn-hangzhou.aliyuncs.com): the region has no "oss-".
+        raise InvalidArgumentError(
+            f"{region!r} is not an OSS region: the region is {region[4:]!r}, without "
+            "the endpoint's 'oss-'"
+        )
     return region
 
 

@@ -97,6 +97,7 @@ def test_a_region_alone_means_its_public_endpoint() -> None:
         (None, None, "--endpoint"),
         ("cn hangzhou", None, "not an OSS region"),
         ("cn-hangzhou\r\nX: y", None, "not an OSS region"),
+        ("oss-cn-hangzhou", None, "the region is 'cn-hangzhou'"),
     ],
 )
 def test_location_refusals(region: str | None, endpoint: str | None, message: str) -> None:
