@@ -7,6 +7,7 @@ records every call on a file of the test (resolving descriptors through
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import pytest
 import partdl
 from partdl import cli, commit, files, worker
 from tests.helpers import OSS_REGION, PART, leftovers
-from tests.store import LocalStore
+from tests.store import LocalStore, Seen
 
 KEY = "data/object.bin"
 Event = tuple[str, str]
@@ -174,24 +175,35 @@ def test_a_paused_download_syncs_its_journal_only_when_durable(
     store.put(bucket_name, KEY, os.urandom(20 * PART + 5))
     out = tmp_path / "out"
     log = SyncLog(monkeypatch, tmp_path)
-    control = partdl.Control()
+    control, paused = partdl.Control(), threading.Event()
+    ranged = itertools.count(1)
+
+    def hold_the_third_part(seen: Seen) -> None:
+        # The download cannot finish before the pause is asked for, whatever the scheduling.
+        if seen.range and next(ranged) == 3:
+            assert paused.wait(60)
 
     def pause_once_started(consumed: int, total: int) -> None:
-        # On the orchestrator: the pause is seen at its next tick, before the end.
         if consumed > 0:
             control.pause()
+            paused.set()
 
-    with pytest.raises(partdl.DownloadPausedError):
-        partdl.download_file(
-            store.oss_bucket(bucket_name),
-            KEY,
-            out,
-            part_size=PART,
-            task_num=1,
-            fsync=fsync,
-            control=control,
-            progress_callback=pause_once_started,
-        )
+    store.before_request = hold_the_third_part
+    try:
+        with pytest.raises(partdl.DownloadPausedError):
+            partdl.download_file(
+                store.oss_bucket(bucket_name),
+                KEY,
+                out,
+                part_size=PART,
+                task_num=1,
+                fsync=fsync,
+                control=control,
+                progress_callback=pause_once_started,
+            )
+    finally:
+        store.before_request = None
+        paused.set()
 
     assert (tmp_path / "out.dcp").exists()
     synced = [what for call, what in log.events if call in ("fsync", "fdatasync")]
