@@ -371,7 +371,7 @@ class HttpBackend:
                 raise self._translate(response, what)
         # A 416 for an object that is not empty, or that does not say: ask for it whole.
         what = f"GET {self._location}"
-        logger.warning("%s: the server refused bytes 0-0 (HTTP 416); reading it whole", what)
+        logger.info("%s: the server refused bytes 0-0 (HTTP 416); asking for it whole", what)
         with self._send("GET", self._url, {}, what) as response:
             if response.status_code != 200:
                 raise self._translate(response, what)
