@@ -63,6 +63,7 @@ class ObjectServer:
         self.ranges = ranges
         self.probe_416 = probe_416
         self.hold = hold
+        self.refused: set[str] = set()  # a path holding one of these is answered 403
         self.conditional = conditional
         self.error = error
         self.before_request: Callable[[Request], None] | None = None
@@ -177,6 +178,9 @@ class _Handler(BaseHTTPRequestHandler):
         if owner.conditional and _precondition_fails(headers, version):
             self._send(412, {}, b"")
             return
+        if any(token in self.path for token in owner.refused):
+            self._send(403, {}, b"expired")
+            return
         if owner.probe_416 is not None and headers.get("range") == "bytes=0-0":
             self._send(416, {"Content-Range": owner.probe_416} if owner.probe_416 else {}, b"")
             return
@@ -224,3 +228,52 @@ class _Handler(BaseHTTPRequestHandler):
         if cut is not None:
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+
+
+class RedirectServer:
+    """Answers every request with a 302 to ``target`` + the path + ``?gen=N``.
+
+    :meth:`bump` moves to the next generation, as a fresh presigned redirect would.
+    """
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.generation = 1
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                with owner._lock:
+                    owner.requests.append(
+                        Request("GET", self.path, headers, self.client_address[1])
+                    )
+                    location = f"{owner.target}{self.path.split('?')[0]}?gen={owner.generation}"
+                self.send_response(302)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+        self.endpoint = f"http://127.0.0.1:{self._server.server_port}"
+
+    def bump(self) -> None:
+        with self._lock:
+            self.generation += 1
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()

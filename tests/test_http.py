@@ -6,6 +6,7 @@ both real servers on 127.0.0.1.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -24,7 +25,7 @@ from partdl.backends.http import HttpBackend, Redactor, source_of
 from partdl.crc import ChecksumAlgorithm, crc64
 from partdl.errors import TransientError
 from tests.helpers import PART, Interrupt, leftovers, stop_after
-from tests.servers import LAST_MODIFIED, ObjectServer, Request
+from tests.servers import LAST_MODIFIED, ObjectServer, RedirectServer, Request
 from tests.store import LocalStore
 from tests.targets import FACTORIES, Target, presign
 
@@ -237,6 +238,57 @@ def test_a_paused_stream_from_a_server_without_ranges_keeps_nothing(tmp_path: Pa
         release.set()
         server.close()
     assert os.listdir(tmp_path) == []
+
+
+def test_parts_go_straight_where_the_url_redirected_and_without_its_credentials(
+    tmp_path: Path,
+) -> None:
+    data = os.urandom(6 * PART + 5)
+    with ObjectServer(data) as server:
+        # "localhost" against the redirect's 127.0.0.1: another origin, as a CDN is.
+        redirect = RedirectServer(server.endpoint.replace("127.0.0.1", "localhost"))
+        try:
+            partdl.download_url(
+                redirect.endpoint + "/object.bin",
+                tmp_path / "out",
+                part_size=PART,
+                task_num=2,
+                headers={"Authorization": "Bearer for-the-origin-only"},
+            )
+        finally:
+            redirect.close()
+        gets = [r for r in server.requests if r.method == "GET"]
+    assert (tmp_path / "out").read_bytes() == data
+    assert len(redirect.requests) == 1  # the probe; the parts went straight to the target
+    assert redirect.requests[0].headers["authorization"] == "Bearer for-the-origin-only"
+    assert len(gets) == 1 + 7
+    assert all(r.path.endswith("?gen=1") for r in gets)
+    assert not any("authorization" in r.headers for r in gets)
+
+
+def test_a_redirect_target_refused_later_is_followed_again_once(tmp_path: Path) -> None:
+    data = os.urandom(8 * PART + 5)
+    with ObjectServer(data) as server:
+        redirect = RedirectServer(server.endpoint)
+        ranged = itertools.count(1)
+
+        def expire(request: Request) -> None:
+            if "range" in request.headers and next(ranged) == 5:
+                server.refused.add("gen=1")  # this request too: its signature "expired"
+                redirect.bump()
+
+        server.before_request = expire
+        try:
+            partdl.download_url(
+                redirect.endpoint + "/object.bin", tmp_path / "out", part_size=PART, task_num=1
+            )
+        finally:
+            redirect.close()
+        gets = [r.path for r in server.requests if r.method == "GET"]
+    assert (tmp_path / "out").read_bytes() == data
+    assert len(redirect.requests) == 2  # the probe, then once after the refusal
+    # The probe and parts 0-2, part 3 refused; part 3 again and parts 4-8 on the new target.
+    assert [p.rsplit("?", 1)[1] for p in gets] == ["gen=1"] * 5 + ["gen=2"] * 6
 
 
 def test_one_stream_is_never_split_nor_taken_over(tmp_path: Path) -> None:

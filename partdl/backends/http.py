@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -96,6 +97,34 @@ _USERINFO_IN_TEXT = re.compile(r"(?<=//)[^/\s@'\"]+@")
 _REDACTED = "<redacted>"
 
 _SEND_ERRORS: tuple[type[BaseException], ...] = (requests.RequestException, *NETWORK_ERRORS)
+# What a redirect's target answers once its signature expired or its link moved on.
+_STALE_REDIRECT = frozenset({401, 403, 404, 410})
+# Never sent straight to a redirect's target on another host (requests strips them too).
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie"})
+
+
+class _Redirect:
+    """Where the URL redirected to last, shared by the part loops behind one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._target: str | None = None
+
+    @property
+    def target(self) -> str | None:
+        with self._lock:
+            return self._target
+
+    def learn(self, target: str) -> None:
+        with self._lock:
+            self._target = target
+
+    def forget(self, target: str) -> None:
+        with self._lock:
+            if self._target == target:
+                self._target = None
+
+
 _RETRYABLE: tuple[type[BaseException], ...] = (
     requests.ConnectionError,
     requests.Timeout,
@@ -292,6 +321,7 @@ class HttpBackend:
             validate_task_num(pool_size)
             session = new_session(pool_size)
         self._session = session
+        self._redirect = _Redirect()
 
     @property
     def source(self) -> str:
@@ -329,7 +359,7 @@ class HttpBackend:
     def read(self, start: int, end: int, stat: ObjectStat) -> Urllib3Body:
         what = f"GET {self._location} bytes {start}-{end - 1}"
         headers = {"Range": f"bytes={start}-{end - 1}", **_conditions(stat)}
-        response = self._send("GET", self._url, headers, what)
+        response = self._get(headers, what)
         try:
             return self._body(response, start, end, stat, what)
         except BaseException:
@@ -351,9 +381,39 @@ class HttpBackend:
             ranged = "bytes" in response.headers.get("Accept-Ranges", "").lower()
             return self._stat(response, size, ranged, _oss_crc(response.headers))
 
+    def _get(self, headers: Mapping[str, str], what: str) -> requests.Response:
+        """GET the URL, or straight where its redirect led last: a round trip less a part.
+
+        A redirect target refused (a presigned one expired, say) is forgotten and the
+        URL followed again, once.
+        """
+        target = self._redirect.target
+        if target is None:
+            response = self._send("GET", self._url, headers, what)
+        else:
+            response = self._send("GET", target, headers, what, strip=self._strip(target))
+            if response.status_code not in _STALE_REDIRECT:
+                return response
+            response.close()
+            logger.info(
+                "%s: the redirect's target answered %d: following the URL again",
+                what,
+                response.status_code,
+            )
+            self._redirect.forget(target)
+            response = self._send("GET", self._url, headers, what)
+        if response.history and response.status_code in (200, 206) and self._session.auth is None:
+            self._redirect.learn(response.url)
+        return response
+
+    def _strip(self, target: str) -> bool:
+        # As requests on a redirect elsewhere: no credentials go to another origin.
+        here, there = urlsplit(self._url), urlsplit(target)
+        return (here.scheme, here.hostname, here.port) != (there.scheme, there.hostname, there.port)
+
     def _probe(self) -> ObjectStat:
         what = f"GET {self._location} bytes 0-0"
-        with self._send("GET", self._url, {"Range": "bytes=0-0"}, what) as response:
+        with self._get({"Range": "bytes=0-0"}, what) as response:
             status = response.status_code
             if status == 206:
                 size = content_range_size(response.headers.get("Content-Range"))
@@ -419,13 +479,16 @@ class HttpBackend:
         return Urllib3Body(response.raw, end - start)
 
     def _send(
-        self, method: str, url: str, headers: Mapping[str, str], what: str
+        self, method: str, url: str, headers: Mapping[str, str], what: str, *, strip: bool = False
     ) -> requests.Response:
+        sent = {**self._headers, **headers}
+        if strip:
+            sent = {k: v for k, v in sent.items() if k.lower() not in _CREDENTIAL_HEADERS}
         try:
             return self._session.request(
                 method,
                 url,
-                headers={**self._headers, **headers},
+                headers=sent,
                 stream=True,
                 timeout=self._timeout,
                 allow_redirects=True,
