@@ -14,6 +14,7 @@ call of ``download_prefix`` or ``download_many``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Executor
@@ -23,8 +24,8 @@ from .backend import Backend
 from .backends import open_backend
 from .backends.subrange import ByteRange, narrowed
 from .control import Control
-from .engine import Downloader
-from .errors import InvalidArgumentError
+from .engine import Downloader, StreamOpener, stream_download
+from .errors import InvalidArgumentError, PartdlError
 from .listing import BucketBackend, WholeObjectBackend
 from .model import DownloadResult
 from .options import (
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
     from .batch import BatchProgressCallback, BatchResult, Entry, ObjectCallback
 
 Item = tuple[Any, str, "str | os.PathLike[str]"]
+
+logger = logging.getLogger("partdl")
 
 
 # -- one object -----------------------------------------------------------------------
@@ -88,7 +91,31 @@ def download_object(
     downloader = Downloader(
         backend, target, options, progress_callback=progress_callback, control=control
     )
-    return downloader.run()
+    try:
+        return downloader.run()
+    except PartdlError as exc:
+        open_stream = _stream_of(backend, exc)
+        if open_stream is None:
+            raise
+    logger.warning(
+        "%s takes no ranges and sends no length: downloading it as one stream, "
+        "which cannot be resumed",
+        backend.source,
+    )
+    target = make_target(path, None, checkpoint=False)
+    return stream_download(
+        open_stream, target, options, progress_callback=progress_callback, control=control
+    )
+
+
+def _stream_of(backend: Backend, exc: PartdlError) -> StreamOpener | None:
+    """How to read ``backend`` whole when ``exc`` says only a stream of unknown length
+    can (a URL whose server takes no ranges and says no length); else None."""
+    from .backends.http import HttpBackend, UnknownLength
+
+    if isinstance(exc, UnknownLength) and isinstance(backend, HttpBackend):
+        return backend.open_stream
+    return None
 
 
 def download_file(

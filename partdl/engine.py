@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import checkpoint as codec
 from . import files
-from .backend import Backend
+from .backend import Backend, RangeBody
 from .control import Control, ControlAction
-from .crc import ChecksumAlgorithm, combine_all, updater
+from .crc import ChecksumAlgorithm, combine_all, crc64, updater
 from .errors import (
     DownloadCancelledError,
     DownloadPausedError,
@@ -30,6 +30,7 @@ from .errors import (
     NotFoundError,
     ObjectChangedDuringRead,
     ObjectChangedError,
+    TransferError,
     TransientError,
 )
 from .listing import mtime_ns
@@ -626,6 +627,90 @@ class Downloader:
                     stats.abandons,
                 )
             return result
+
+
+StreamOpener = Callable[[], tuple[RangeBody, str | None]]
+"""Opens a whole object's body of unknown length: the body and the object's ETag."""
+
+
+def stream_download(
+    open_stream: StreamOpener,
+    target: Target,
+    options: TransferOptions,
+    *,
+    progress_callback: ProgressCallback | None = None,
+    control: Control | None = None,
+) -> DownloadResult:
+    """Fetch an object no one gives a length for, as one stream read to its end.
+
+    Without ranges or a length nothing of it can be resumed: no checkpoint is kept, and
+    a failure, a pause or a cancel leaves nothing. The file is still written beside the
+    destination and moved into place as every download is (durably, unless ``fsync``
+    is off); its CRC-64 is computed, but there is nothing to verify it against.
+    """
+    with files.DestinationLock(target.destination):
+        files.remove_stale_temps(target.destination)
+        temp_path = files.new_temp_path(target.destination)
+        fd = files.create_temp(temp_path, 0, reserve=False)
+        job = _Job(ObjectStat(0, None, None, ranged=False), (), fd, temp_path, None)
+        try:
+            size, crc, etag = _pump(
+                open_stream, fd, temp_path, options.chunk_size, progress_callback, control
+            )
+        except BaseException:
+            job.discard()
+            raise
+        job.commit(target.destination, durable=options.fsync)
+    return DownloadResult(
+        path=target.destination,
+        size=size,
+        etag=etag,
+        crc64=crc,
+        checksum=Checksum(ChecksumAlgorithm.CRC64XZ, crc),
+        verified=False,
+        parts_total=1,
+        parts_fetched=1,
+        parts_reused=0,
+        restarts=0,
+    )
+
+
+def _pump(
+    open_stream: StreamOpener,
+    fd: int,
+    path: str,
+    chunk_size: int,
+    progress_callback: ProgressCallback | None,
+    control: Control | None,
+) -> tuple[int, int, str | None]:
+    """Copy the stream into ``fd``: its size, CRC-64 and ETag."""
+    body, etag = open_stream()
+    buffer = memoryview(bytearray(chunk_size))
+    size = crc = 0
+    try:
+        while count := body.readinto(buffer):
+            _write_all(fd, buffer[:count], path)
+            crc = crc64(buffer[:count], crc)
+            size += count
+            if progress_callback is not None:
+                progress_callback(size, 0)  # 0: the total is not known
+            if control is not None and control.action is ControlAction.CANCEL:
+                raise DownloadCancelledError("download cancelled")
+            if control is not None and control.action is ControlAction.PAUSE:
+                raise DownloadPausedError("download paused; a stream cannot resume: nothing kept")
+    except TransientError as exc:
+        raise TransferError(f"{exc}; after {size} bytes of a stream that cannot resume") from exc
+    finally:
+        body.close()
+    return size, crc, etag
+
+
+def _write_all(fd: int, data: memoryview, path: str) -> None:
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+    except OSError as exc:
+        raise files.local_error(exc, path, "write to") from exc
 
 
 def __getattr__(name: str) -> Any:

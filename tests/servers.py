@@ -53,16 +53,20 @@ class ObjectServer:
         cut: tuple[int, int] | None = None,
         probe_416: str | None = None,
         hold: tuple[int, threading.Event] | None = None,
+        chunked: bool = False,
     ) -> None:
         """``cut=(n, count)``: the n-th GET (from 1) stops after ``count`` body bytes.
 
         ``probe_416``: ``Range: bytes=0-0`` is answered 416 with this ``Content-Range``
         (none when empty), as some servers do whatever the object.
         ``hold=(count, event)``: every body stops after ``count`` bytes until ``event`` is set.
+        ``chunked``: bodies go in chunks of 64 KiB with no Content-Length, as generated
+        content does.
         """
         self.ranges = ranges
         self.probe_416 = probe_416
         self.hold = hold
+        self.chunked = chunked
         self.refused: set[str] = set()  # a path holding one of these is answered 403
         self.conditional = conditional
         self.error = error
@@ -208,6 +212,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
+        if self.server.owner.chunked and status == 200:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self._send_chunked(body, cut)
+            return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command == "HEAD":
@@ -224,6 +233,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client stopped reading: that is its right
+            return
+        if cut is not None:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _send_chunked(self, body: bytes, cut: int | None) -> None:
+        if self.command == "HEAD":
+            return
+        try:
+            for start in range(0, len(body) if cut is None else cut, 64 * 1024):
+                piece = body[start : min(start + 64 * 1024, len(body) if cut is None else cut)]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            if cut is None:
+                self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
             return
         if cut is not None:
             self.close_connection = True

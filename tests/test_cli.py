@@ -626,6 +626,19 @@ def test_the_command_closes_its_connections(tmp_path: Path, many: bool) -> None:
     assert reused  # or nothing was left open to be closed
 
 
+def test_the_command_streams_an_object_without_ranges_or_length(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = os.urandom(PART * 5 + 3)
+    out = tmp_path / "out"
+    with ObjectServer(data, ranges=False, chunked=True) as server:
+        assert cli.main([server.url(), str(out), "--json"]) == 0
+    assert out.read_bytes() == data
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["status"], summary["size"], summary["verified"]) == ("ok", len(data), False)
+    assert os.listdir(tmp_path) == ["out"]
+
+
 def test_a_range_from_a_server_that_ignores_ranges_is_refused_without_a_fallback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -291,6 +291,65 @@ def test_a_redirect_target_refused_later_is_followed_again_once(tmp_path: Path) 
     assert [p.rsplit("?", 1)[1] for p in gets] == ["gen=1"] * 5 + ["gen=2"] * 6
 
 
+def test_a_server_without_ranges_or_length_is_read_as_one_stream(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    out = tmp_path / "out"
+    out.write_bytes(b"the previous version")
+    seen: list[tuple[int, int]] = []
+    with ObjectServer(data, ranges=False, chunked=True) as server:
+        result = partdl.download_url(
+            server.url(), out, task_num=4, progress_callback=lambda d, t: seen.append((d, t))
+        )
+        gets = [r for r in server.requests if r.method == "GET"]
+    assert out.read_bytes() == data
+    assert (result.size, result.crc64, result.verified) == (len(data), crc64(data), False)
+    assert len(gets) == 2  # the probe that learned there is no length, then the stream
+    assert seen[-1] == (len(data), 0)  # the total is not known
+    assert leftovers(tmp_path, "out") == []
+    assert any("cannot be resumed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_stream_without_length_cut_short_keeps_nothing_and_the_old_file(
+    tmp_path: Path,
+) -> None:
+    data = os.urandom(2 * 1024 * 1024)
+    out = tmp_path / "out"
+    out.write_bytes(b"the previous version")
+    with (
+        ObjectServer(data, ranges=False, chunked=True, cut=(2, 1024 * 1024)) as server,
+        pytest.raises(partdl.TransferError, match="cannot resume"),
+    ):
+        partdl.download_url(server.url(), out)
+    assert out.read_bytes() == b"the previous version"
+    assert leftovers(tmp_path, "out") == []
+
+
+@pytest.mark.parametrize(
+    ("action", "error"),
+    [("pause", partdl.DownloadPausedError), ("cancel", partdl.DownloadCancelledError)],
+)
+def test_a_stream_without_length_paused_or_cancelled_keeps_nothing(
+    tmp_path: Path, action: str, error: type[Exception]
+) -> None:
+    out = tmp_path / "out"
+    out.write_bytes(b"the previous version")
+    control = partdl.Control()
+    with (
+        ObjectServer(os.urandom(3 * 1024 * 1024), ranges=False, chunked=True) as server,
+        pytest.raises(error),
+    ):
+        partdl.download_url(
+            server.url(),
+            out,
+            control=control,
+            progress_callback=lambda done, total: getattr(control, action)(),
+        )
+    assert out.read_bytes() == b"the previous version"
+    assert leftovers(tmp_path, "out") == []
+
+
 def test_one_stream_is_never_split_nor_taken_over(tmp_path: Path) -> None:
     # Room for many splits, and idle workers from the start: each taking over a back
     # half would read the whole object up to it again.

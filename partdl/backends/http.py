@@ -103,6 +103,11 @@ _STALE_REDIRECT = frozenset({401, 403, 404, 410})
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie"})
 
 
+class UnknownLength(PartdlError):
+    """The server ignores ranges and says no length: only one whole stream can fetch
+    the object (``HttpBackend.open_stream``), and nothing of it can be resumed."""
+
+
 class _Redirect:
     """Where the URL redirected to last, shared by the part loops behind one lock."""
 
@@ -440,8 +445,19 @@ class HttpBackend:
     def _unranged_stat(self, response: requests.Response, what: str) -> ObjectStat:
         size = content_length(response.headers)
         if size is None:
-            raise PartdlError(f"{what}: the server ignores ranges and sends no Content-Length")
+            raise UnknownLength(f"{what}: the server ignores ranges and sends no Content-Length")
         return self._stat(response, size, ranged=size == 0)
+
+    def open_stream(self) -> tuple[Urllib3Body, str | None]:
+        """GET the whole object, however long, for :func:`partdl.engine.stream_download`:
+        its body and its ETag."""
+        what = f"GET {self._location}"
+        response = self._get({}, what)
+        if response.status_code != 200:
+            response.close()
+            raise self._translate(response, what)
+        body = Urllib3Body(response.raw, -1)  # -1: no length to count down to
+        return body, response.headers.get("ETag")
 
     @staticmethod
     def _stat(
