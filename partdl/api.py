@@ -25,7 +25,7 @@ from .backends import open_backend
 from .backends.subrange import ByteRange, narrowed
 from .control import Control
 from .engine import Downloader, StreamOpener, stream_download
-from .errors import InvalidArgumentError, PartdlError
+from .errors import InvalidArgumentError, PartdlError, UnknownLength
 from .listing import BucketBackend, WholeObjectBackend
 from .model import DownloadResult
 from .options import (
@@ -111,7 +111,7 @@ def download_object(
 def _stream_of(backend: Backend, exc: PartdlError) -> StreamOpener | None:
     """How to read ``backend`` whole when ``exc`` says only a stream of unknown length
     can (a URL whose server takes no ranges and says no length); else None."""
-    from .backends.http import HttpBackend, UnknownLength
+    from .backends.http import HttpBackend
 
     if isinstance(exc, UnknownLength) and isinstance(backend, HttpBackend):
         return backend.open_stream

@@ -78,6 +78,14 @@ class ObjectChangedDuringRead(PartdlError):
     """
 
 
+class UnknownLength(PartdlError):
+    """A backend's answer says no length: the object cannot be planned in parts.
+
+    Internal: a small object of a batch then goes the engine's way (which may find
+    ranges), and one URL alone is read as one stream (``engine.stream_download``).
+    """
+
+
 class UnsafeKeyError(InvalidArgumentError):
     """A key cannot be a file under the destination directory (``..``, NUL, a name too
     long, a file that another key needs as a folder...). Only that object fails."""

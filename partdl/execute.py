@@ -36,7 +36,13 @@ from .backend import RangeBody
 from .commit import Committer, Finished
 from .crc import ChecksumAlgorithm, updater
 from .engine import ObjectDownload, verify_here
-from .errors import IntegrityError, ObjectChangedDuringRead, PartdlError, TransientError
+from .errors import (
+    IntegrityError,
+    ObjectChangedDuringRead,
+    PartdlError,
+    TransientError,
+    UnknownLength,
+)
 from .listing import ListedObject, PendingWhole, PipelinedBackend, WholeObjectBackend, mtime_ns
 from .model import Checksum, DownloadResult, ObjectStat
 from .options import TransferOptions, make_target
@@ -484,8 +490,8 @@ class SmallFetcher:
         """Fetch one small object; ``sent`` is its GET if already written (a group's)."""
         try:
             return self._fetch(plan, view, sent)
-        except ObjectChangedDuringRead:
-            return plan
+        except (ObjectChangedDuringRead, UnknownLength):
+            return plan  # for the engine: a HEAD or a ranged probe may say what the GET did not
         except PartdlError as exc:
             return _failed(plan, exc)
 

@@ -750,3 +750,26 @@ def test_a_folder_marker_holding_bytes_is_made_a_folder_with_a_warning(
     assert warned == [
         "p/marker/ ends in '/' but holds 10 bytes: made as a folder, its bytes not fetched"
     ]
+
+
+def test_a_url_whose_whole_answer_has_no_length_goes_the_ranged_way_or_fails_alone(
+    tmp_path: Path,
+) -> None:
+    from tests.servers import ObjectServer
+
+    ranged_data, stream_data = os.urandom(3 * PART + 1), os.urandom(PART)
+    # The first sends its whole answers chunked but takes ranges; the second takes none.
+    with (
+        ObjectServer(ranged_data, chunked=True) as ranged,
+        ObjectServer(stream_data, chunked=True, ranges=False) as stream,
+    ):
+        items = [(None, ranged.url(), "ranged.bin"), (None, stream.url(), "stream.bin")]
+        with pytest.raises(partdl.PartialDownloadError) as caught:
+            partdl.download_many(items, part_size=PART, directory=tmp_path)
+        stream_gets = [r for r in stream.requests if r.method == "GET"]
+    assert (tmp_path / "ranged.bin").read_bytes() == ranged_data
+    failed = caught.value.result.failed
+    assert list(failed) == [stream.url()]
+    assert "no Content-Length" in str(failed[stream.url()])
+    assert len(stream_gets) == 2  # the one GET, then the engine's probe: no retries
+    assert sorted(os.listdir(tmp_path)) == [".partdl", "ranged.bin"]

@@ -22,7 +22,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import requests
 import requests.adapters
 
-from ..errors import InvalidArgumentError, ObjectChangedDuringRead, PartdlError, TransientError
+from ..errors import (
+    InvalidArgumentError,
+    ObjectChangedDuringRead,
+    PartdlError,
+    TransientError,
+    UnknownLength,
+)
 from ..model import Checksum, ObjectStat
 from ..options import DEFAULT_TASK_NUM
 from ..plan import validate_task_num
@@ -101,11 +107,6 @@ _SEND_ERRORS: tuple[type[BaseException], ...] = (requests.RequestException, *NET
 _STALE_REDIRECT = frozenset({401, 403, 404, 410})
 # Never sent straight to a redirect's target on another host (requests strips them too).
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie"})
-
-
-class UnknownLength(PartdlError):
-    """The server ignores ranges and says no length: only one whole stream can fetch
-    the object (``HttpBackend.open_stream``), and nothing of it can be resumed."""
 
 
 class _Redirect:
@@ -445,7 +446,10 @@ class HttpBackend:
     def _unranged_stat(self, response: requests.Response, what: str) -> ObjectStat:
         size = content_length(response.headers)
         if size is None:
-            raise UnknownLength(f"{what}: the server ignores ranges and sends no Content-Length")
+            raise UnknownLength(
+                f"{what}: the server ignores ranges and sends no Content-Length; "
+                "downloaded alone, the URL is read as one stream"
+            )
         return self._stat(response, size, ranged=size == 0)
 
     def open_stream(self) -> tuple[Urllib3Body, str | None]:
@@ -552,6 +556,6 @@ class HttpBackend:
             response.close()
             if response.status_code != 200:
                 raise self._translate(response, what)
-            raise TransientError(f"{what}: the answer has no Content-Length")
+            raise UnknownLength(f"{what}: the answer has no Content-Length")
         stat = self._stat(response, size, ranged=True, checksum=_oss_crc(response.headers))
         return stat, Urllib3Body(response.raw, size)
