@@ -111,11 +111,11 @@ def download_object(
 def _stream_of(backend: Backend, exc: PartdlError) -> StreamOpener | None:
     """How to read ``backend`` whole when ``exc`` says only a stream of unknown length
     can (a URL whose server takes no ranges and says no length); else None."""
+    if not isinstance(exc, UnknownLength):
+        return None  # before the import: any other failure must not load requests
     from .backends.http import HttpBackend
 
-    if isinstance(exc, UnknownLength) and isinstance(backend, HttpBackend):
-        return backend.open_stream
-    return None
+    return backend.open_stream if isinstance(backend, HttpBackend) else None
 
 
 def download_file(
