@@ -38,7 +38,7 @@ from .model import Checksum, DownloadResult, ObjectStat
 from .options import ProgressCallback, Target, TransferOptions
 from .plan import MiB, Part, choose_part_size, plan_parts
 from .scheduler import Job, Scheduler
-from .worker import Attempts, PartDone, PartWorker, Progress
+from .worker import Attempts, PartDone, PartWorker, Progress, chunk_buffer, pwrite_all
 
 if TYPE_CHECKING:
     from .api import download as download  # noqa: PLC0414 (re-exported for the CLI)
@@ -685,11 +685,11 @@ def _pump(
 ) -> tuple[int, int, str | None]:
     """Copy the stream into ``fd``: its size, CRC-64 and ETag."""
     body, etag = open_stream()
-    buffer = memoryview(bytearray(chunk_size))
+    buffer = chunk_buffer(chunk_size)
     size = crc = 0
     try:
         while count := body.readinto(buffer):
-            _write_all(fd, buffer[:count], path)
+            pwrite_all(fd, buffer[:count], size, path)
             crc = crc64(buffer[:count], crc)
             size += count
             if progress_callback is not None:
@@ -703,14 +703,6 @@ def _pump(
     finally:
         body.close()
     return size, crc, etag
-
-
-def _write_all(fd: int, data: memoryview, path: str) -> None:
-    try:
-        while data:
-            data = data[os.write(fd, data) :]
-    except OSError as exc:
-        raise files.local_error(exc, path, "write to") from exc
 
 
 def __getattr__(name: str) -> Any:
