@@ -164,9 +164,7 @@ def path_text(path: object, what: str) -> str:
 def _check_destination(path: str | os.PathLike[str]) -> str:
     destination = os.path.abspath(path_text(path, "the destination"))
     _check_length(destination, _TEMP_SUFFIX_LENGTH)
-    if os.path.isdir(destination):
-        raise InvalidArgumentError(f"destination {destination} is a directory")
-    _check_regular(destination)
+    _check_kind(destination)
     _check_directory(os.path.dirname(destination))
     return destination
 
@@ -179,8 +177,8 @@ _SPECIAL_FILES = (
 )
 
 
-def _check_regular(destination: str) -> None:
-    """Refuse a destination that is (or links to) a device, a pipe or a socket.
+def _check_kind(destination: str) -> None:
+    """Refuse a destination that is (or links to) a directory, a device, a pipe or a socket.
 
     The finished file is renamed over the destination: ``/dev/null`` or a FIFO would
     be replaced by a regular file, not written into.
@@ -189,6 +187,8 @@ def _check_regular(destination: str) -> None:
         mode = os.stat(destination).st_mode
     except OSError:
         return  # absent or a dangling link: a file will be made
+    if stat.S_ISDIR(mode):
+        raise InvalidArgumentError(f"destination {destination} is a directory")
     for test, kind in _SPECIAL_FILES:
         if test(mode):
             raise InvalidArgumentError(
