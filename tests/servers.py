@@ -38,7 +38,25 @@ class Version:
     last_modified: str | None
 
 
-class ObjectServer:
+class _Serving:
+    """A server on 127.0.0.1 running on its own thread until :meth:`close`."""
+
+    def _serve(self, server: ThreadingHTTPServer) -> None:
+        self._server = server
+        # A short poll keeps shutdown() quick: it waits for the loop's next wakeup.
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+        self.endpoint = f"http://127.0.0.1:{server.server_port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+class ObjectServer(_Serving):
     """One object at ``url``; the path is ignored, the query string too."""
 
     def __init__(
@@ -77,22 +95,12 @@ class ObjectServer:
         self._gets = 0
         self._connections = 0
         self._requests: list[Request] = []
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.owner = self
-        # A short poll keeps shutdown() quick: it waits for the loop's next wakeup.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        self.endpoint = f"http://127.0.0.1:{self._server.server_port}"
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.owner = self
+        self._serve(server)
 
     def url(self, path: str = "/bucket/object.bin") -> str:
         return self.endpoint + path
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
 
     def __enter__(self) -> ObjectServer:
         return self
@@ -256,7 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
 
 
-class RedirectServer:
+class RedirectServer(_Serving):
     """Answers every request with a 302 to ``target`` + the path + ``?gen=N``.
 
     :meth:`bump` moves to the next generation, as a fresh presigned redirect would.
@@ -287,19 +295,10 @@ class RedirectServer:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        self.endpoint = f"http://127.0.0.1:{self._server.server_port}"
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        self._serve(server)
 
     def bump(self) -> None:
         with self._lock:
             self.generation += 1
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
