@@ -6,9 +6,10 @@ and a key), ``download_url`` (an http(s) URL), ``download_prefix`` and
 ``help()`` shows them, builds the options once (validated before any request or
 file) and passes them down: one object to the engine's :class:`Downloader`, many to
 the batch layer and the shared scheduler. The backends never import this module or
-the engine. requests is imported on first use of an HTTP entry point only, and the
-tree layer (the batch planner, the tree's SQLite state, the filters) on the first
-call of ``download_prefix`` or ``download_many``.
+the engine. requests is imported on first use of an HTTP entry point only; the engine
+on the first download; and the tree layer (the batch planner, the tree's SQLite
+state, the filters) on the first call of ``download_prefix`` or ``download_many``,
+after its listing's first request has gone out.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from .backend import Backend
 from .backends import open_backend
 from .backends.subrange import ByteRange, narrowed
 from .control import Control
-from .engine import Downloader, StreamOpener, stream_download
 from .errors import InvalidArgumentError, PartdlError, UnknownLength
 from .listing import BucketBackend, WholeObjectBackend
 from .model import DownloadResult
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     import requests
 
     from .batch import BatchProgressCallback, BatchResult, Entry, ObjectCallback
+    from .engine import StreamOpener
 
 Item = tuple[Any, str, "str | os.PathLike[str]"]
 
@@ -87,6 +88,8 @@ def download_object(
     control: Control | None = None,
 ) -> DownloadResult:
     """What every single-object entry point comes to, with its options built."""
+    from .engine import Downloader, stream_download
+
     target = make_target(path, checkpoint_file, checkpoint=options.checkpoint)
     downloader = Downloader(
         backend, target, options, progress_callback=progress_callback, control=control
@@ -305,7 +308,6 @@ def download_prefix(
     skip decisions and the tree's state stay in this process (see
     :mod:`partdl.distribute`).
     """
-    from .batch import Entry, run_batch
     from .filters import PathFilter
     from .keys import relative_to_prefix
     from .readahead import ReadAhead
@@ -328,16 +330,19 @@ def download_prefix(
     template = bucket_backend(bucket, prefix, options)
     # The next page is requested while the keys of the last one are being fetched.
     listing = ReadAhead(template.list_objects(prefix))
-
-    def entries() -> Iterator[Entry]:
-        for listed in listing:
-            relative = relative_to_prefix(listed.key, prefix)
-            if select.active and not select(relative.rstrip("/")):
-                continue
-            key = listed.key
-            yield Entry(key, relative, listed, lambda key=key: template.for_key(key))  # type: ignore[misc]
-
     with contextlib.closing(listing):
+        # The first page is on its way while the tree layer loads (~50 ms of imports).
+        listing.start()
+        from .batch import Entry, run_batch
+
+        def entries() -> Iterator[Entry]:
+            for listed in listing:
+                relative = relative_to_prefix(listed.key, prefix)
+                if select.active and not select(relative.rstrip("/")):
+                    continue
+                key = listed.key
+                yield Entry(key, relative, listed, lambda key=key: template.for_key(key))  # type: ignore[misc]
+
         return run_batch(
             entries(),
             directory=os.fspath(directory),

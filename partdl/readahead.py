@@ -37,10 +37,11 @@ class _End(NamedTuple):
 class ReadAhead(Generic[T]):
     """The items of ``source``, in order, pulled on a thread named ``name``.
 
-    Iterate it once. Items reach the reader ``batch`` at a time, and at most ``depth``
-    batches wait for it; an error of the source is raised to the reader after the items
-    before it. :meth:`close` (``contextlib.closing`` calls it) stops the thread after its
-    current step and closes the source there.
+    Iterate it once; :meth:`start` begins the reading before that. Items reach the
+    reader ``batch`` at a time, and at most ``depth`` batches wait for it; an error of
+    the source is raised to the reader after the items before it. :meth:`close`
+    (``contextlib.closing`` calls it) stops the thread after its current step and
+    closes the source there.
     """
 
     def __init__(
@@ -56,14 +57,21 @@ class ReadAhead(Generic[T]):
         self._batch = batch
         self._queue: queue.Queue[list[T] | _End] = queue.Queue(depth)
         self._stop = threading.Event()
+        self._iterated = False
         self._thread = threading.Thread(
             target=self._produce, args=(iter(source),), name=name, daemon=True
         )
 
+    def start(self) -> None:
+        """Start reading now, before the first item is asked for (iterating starts it too)."""
+        if self._thread.ident is None:
+            self._thread.start()
+
     def __iter__(self) -> Iterator[T]:
-        if self._thread.ident is not None:
+        if self._iterated:
             raise RuntimeError("a ReadAhead is iterated once")
-        self._thread.start()
+        self._iterated = True
+        self.start()
         while True:
             got = self._queue.get()
             if isinstance(got, _End):

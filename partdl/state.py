@@ -101,8 +101,11 @@ class TreeState:
             else:
                 os.makedirs(os.path.join(state_dir(directory), "checkpoints"), exist_ok=True)
                 self._db = sqlite3.connect(self._path, isolation_level=None)
-                self._db.execute("PRAGMA journal_mode=WAL")
+                # synchronous first: switching a new database to WAL writes its header,
+                # which at the default (FULL) fdatasyncs it, its journal and the folder
+                # four times, though fsync=False promises that nothing is flushed.
                 self._db.execute(f"PRAGMA synchronous={'NORMAL' if durable else 'OFF'}")
+                self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise LocalFileError(0, f"cannot open the state of {directory}: {exc}") from exc

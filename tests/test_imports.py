@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import partdl
+from tests.helpers import OSS_REGION
+from tests.store import LocalStore
 
 # What a program that only imports partdl must not pay for.
 HEAVY = ["partdl.batch", "partdl.execute", "partdl.state", "partdl.engine", "partdl.backends"]
@@ -32,8 +35,9 @@ def test_import_partdl_loads_neither_the_tree_layer_nor_the_http_stack() -> None
 
 def test_one_object_entry_points_do_not_load_the_tree_layer() -> None:
     loaded = loaded_after("import partdl\npartdl.download_file, partdl.download_url")
-    assert "partdl.engine" in loaded
-    assert sorted(loaded & {"partdl.batch", "partdl.state", "sqlite3"}) == []
+    assert "partdl.api" in loaded
+    # The engine loads with the first download, the tree layer never for one object.
+    assert sorted(loaded & {"partdl.batch", "partdl.engine", "partdl.state", "sqlite3"}) == []
 
 
 def test_a_batch_name_loads_its_module_then_is_a_plain_attribute() -> None:
@@ -67,9 +71,44 @@ listener = socket.create_server(("127.0.0.1", 0))
 Origin("http", "127.0.0.1", listener.getsockname()[1], 5.0, 5.0).connect().close()
 """
     loaded = loaded_after(code)
-    assert "partdl.execute" in loaded
+    assert "partdl.api" in loaded
     unneeded = {"ssl", "encodings.idna", "decimal", "shutil", "secrets", "ctypes"}
     assert sorted(loaded & unneeded) == []
+    # The tree layer and the engine load once the listing's first request has gone out.
+    assert sorted(loaded & {"partdl.batch", "partdl.engine", "partdl.state", "sqlite3"}) == []
+
+
+def test_a_tree_starts_listing_before_it_loads_the_tree_layer(
+    store: LocalStore, bucket_name: str, tmp_path: Path
+) -> None:
+    store.put(bucket_name, "p/a.bin", b"a" * 1000)
+    store.put(bucket_name, "p/b/c.bin", b"c" * 3000)
+    code = f"""
+import json, sys, threading
+from partdl.backends.oss_direct import OssDirectBucket
+from partdl.oss_setup import OssKeys
+import partdl
+
+threads_then = []
+
+class Watch:  # sees the import of the tree layer begin
+    def find_spec(self, name, path=None, target=None):
+        if name == "partdl.batch":
+            threads_then.append(sorted(t.name for t in threading.enumerate()))
+        return None
+
+sys.meta_path.insert(0, Watch())
+bucket = OssDirectBucket({store.endpoint!r}, {bucket_name!r}, {OSS_REGION!r}, OssKeys("t", "t"))
+result = partdl.download_prefix(bucket, "p/", {str(tmp_path)!r}, task_num=2)
+print(json.dumps([threads_then, sorted(result.downloaded)]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    threads_then, downloaded = json.loads(done.stdout.splitlines()[-1])
+    assert len(threads_then) == 1
+    assert "partdl-list" in threads_then[0]
+    assert downloaded == ["p/a.bin", "p/b/c.bin"]
+    assert (tmp_path / "b" / "c.bin").read_bytes() == b"c" * 3000
 
 
 def test_one_object_through_partdls_own_client_parses_no_xml() -> None:

@@ -6,6 +6,7 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,3 +118,23 @@ def test_a_failing_write_raises_from_flush_and_is_only_logged_on_close(
         state.close()  # another error is on its way when this happens: it must not hide it
     assert "the rerun fetches those objects again" in caplog.text
     assert on_disk(tmp_path) == {"a": row(1)}
+
+
+@pytest.mark.parametrize(("durable", "level"), [(True, "NORMAL"), (False, "OFF")])
+def test_the_sync_level_is_set_before_the_new_database_turns_to_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool, level: str
+) -> None:
+    # Turning a new database to WAL writes its header: at the default level (FULL) that
+    # is four fdatasyncs, which fsync=False promises never to make.
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        db: sqlite3.Connection = connect(*args, **kwargs)
+        db.set_trace_callback(statements.append)
+        return db
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    TreeState(str(tmp_path), durable=durable).close()
+    pragmas = [text for text in statements if text.startswith("PRAGMA")]
+    assert pragmas[:2] == [f"PRAGMA synchronous={level}", "PRAGMA journal_mode=WAL"]

@@ -13,15 +13,17 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import BatchResult, ObjectOutcome
 from ..api import download_many, download_prefix
 from ..errors import PartdlError, PartialDownloadError
 from . import output
 from .exits import ExitCode, exit_code_for, interrupted_code
 from .parsing import check_scheme, check_tree, retry_policy, store_config
 from .sources import Buckets, parse_prefix, read_input_file, require
+
+if TYPE_CHECKING:  # the batch layer loads once the listing has started
+    from .. import BatchResult, ObjectOutcome
 
 
 def _transfer(args: argparse.Namespace) -> dict[str, Any]:
