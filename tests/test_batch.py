@@ -407,7 +407,8 @@ def test_a_state_folder_that_cannot_be_made_is_named(
         partdl.download_prefix(make_bucket("oss", store, bucket_name), "p/", root)
     assert caught.value.strerror == f"cannot make the folder {root / '.partdl'}: File exists"
     assert sorted(os.listdir(root)) == [".partdl"]
-    assert store.requests(bucket_name, "GET") == []
+    # The listing starts before the state is opened, so a LIST may have gone out; no object did.
+    assert [seen.key for seen in store.requests(bucket_name, "GET") if seen.key] == []
 
 
 def test_an_existing_link_in_the_tree_is_never_followed(
