@@ -93,6 +93,11 @@ def _command(endpoint: str, destination: Path) -> list[str]:
 
 
 def _interrupt_part_way(command: list[str], env: dict[str, str], checkpoint: Path) -> None:
+    # A shell without job control (a script's `cmd &`, some CI runners) starts a command
+    # with SIGINT ignored, and a child inherits that: the demo's Ctrl-C would be lost.
+    # A handled signal is reset to the default on exec, so this gives the child its own.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     child = subprocess.Popen(command, env=env)
     # A demo may watch the clock; the journal gains a line per finished part.
     while child.poll() is None:

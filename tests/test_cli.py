@@ -715,6 +715,21 @@ def hold_after(store: LocalStore) -> Iterator[tuple[threading.Event, threading.E
     release.set()
 
 
+@pytest.fixture
+def sigint_reaches_children() -> Iterator[None]:
+    """Children start with SIGINT's default even if this process ignores it.
+
+    A shell without job control starts `cmd &` with SIGINT ignored and children inherit
+    that, so a Ctrl-C sent to them would be lost; a handled signal is reset on exec.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("sigint_reaches_children")
 @pytest.mark.parametrize(
     ("stop", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["sigint", "sigterm"]
 )
