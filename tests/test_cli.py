@@ -722,11 +722,12 @@ def sigint_reaches_children() -> Iterator[None]:
     A shell without job control starts `cmd &` with SIGINT ignored and children inherit
     that, so a Ctrl-C sent to them would be lost; a handled signal is reset on exec.
     """
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is signal.SIG_IGN:
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
-    signal.signal(signal.SIGINT, previous)
+    if ignored:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.mark.usefixtures("sigint_reaches_children")
